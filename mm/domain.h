@@ -1,0 +1,117 @@
+// Domain: one guest's share of the host, as the mm core sees it.
+//
+// A domain has a name, a fixed number of vCPUs, a max_pages quota, the list
+// of frames it owns, and one base pointer (root L4 table) per vCPU. hvmm
+// gives every new domain a pinned root L4 that all its vCPUs start on;
+// MapRange and UnmapRange build and tear down mappings under that root.
+//
+// Lock order, as a tree (acquire downwards only):
+//
+//   MemoryManager::domains_mu_         registry: id -> Domain, names
+//     Domain::mu_                      one domain at a time; the audit alone
+//       |                              takes several, in ascending id order
+//       +-- FrameAllocator::Shard::mu  one shard at a time (audit: all)
+//       |     FrameAllocator::pool_mu_
+//       +-- FrameRetirer internals     called with the domain lock held
+//
+// Domain::mu_ protects every PageInfo field of the frames the domain owns
+// (see page_info.h), and the domain's own fields below. Walkers take no lock:
+// they read base pointers and entries with acquire loads.
+//
+// Thread-safety: const fields are immutable; `..._locked` members REQUIRE mu_;
+// base_pointer() is lockless.
+#ifndef HVMM_MM_DOMAIN_H_
+#define HVMM_MM_DOMAIN_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "mm/frame_table.h"
+#include "mm/types.h"
+
+namespace hvmm {
+
+inline constexpr uint32_t kMaxVcpus = 128;
+
+class Domain {
+ public:
+  Domain(DomainId id, std::string name, uint32_t vcpus, uint64_t max_pages);
+  Domain(const Domain&) = delete;
+  Domain& operator=(const Domain&) = delete;
+
+  // Constant after construction.
+  DomainId id() const { return id_; }
+  const std::string& name() const { return name_; }
+  uint32_t vcpus() const { return vcpus_; }
+  uint64_t max_pages() const { return max_pages_; }
+
+  absl::Mutex& mu() const ABSL_LOCK_RETURNED(mu_) { return mu_; }
+
+  // The vCPU's root L4, or nullopt. Lockless (acquire), for walkers.
+  // REQUIRES: vcpu < vcpus().
+  std::optional<Mfn> base_pointer(VcpuId vcpu) const {
+    const uint64_t raw =
+        base_pointers_[vcpu.value()].load(std::memory_order_acquire);
+    if (raw == 0) return std::nullopt;
+    return Mfn(raw - 1);
+  }
+  void set_base_pointer_locked(VcpuId vcpu, std::optional<Mfn> root)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    base_pointers_[vcpu.value()].store(root ? root->value() + 1 : 0,
+                                       std::memory_order_release);
+  }
+
+  uint64_t tot_pages_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return owned_.size();
+  }
+  const std::vector<Mfn>& owned_frames_locked() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return owned_;
+  }
+  // The root hvmm created for the domain; MapRange and UnmapRange use it.
+  std::optional<Mfn> root_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return root_;
+  }
+  void set_root_locked(std::optional<Mfn> root)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    root_ = root;
+  }
+  // A dying domain accepts no new operations; it is being relinquished.
+  bool dying_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return dying_;
+  }
+  void set_dying_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { dying_ = true; }
+
+  // Makes a free frame the domain's: owner, allocation reference, list slot.
+  // REQUIRES: the frame came from the allocator and is held by the caller.
+  void AdoptFrameLocked(const FrameTable& table, Mfn mfn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes the frame away from the domain: drops the allocation reference and
+  // marks it retiring. REQUIRES: owned, count 1, type count 0, not pinned.
+  void ReleaseFrameLocked(const FrameTable& table, Mfn mfn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+ private:
+  const DomainId id_;
+  const std::string name_;
+  const uint32_t vcpus_;
+  const uint64_t max_pages_;
+
+  mutable absl::Mutex mu_;
+  // Owned frames; PageInfo::link of each is its index here.
+  std::vector<Mfn> owned_ ABSL_GUARDED_BY(mu_);
+  std::optional<Mfn> root_ ABSL_GUARDED_BY(mu_);
+  bool dying_ ABSL_GUARDED_BY(mu_) = false;
+  // Written under mu_, read locklessly. 0 = none, else mfn + 1.
+  const std::unique_ptr<std::atomic<uint64_t>[]> base_pointers_;
+};
+
+}  // namespace hvmm
+
+#endif  // HVMM_MM_DOMAIN_H_

@@ -1,0 +1,132 @@
+#include "mm/frame_allocator.h"
+
+#include <sched.h>
+
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace hvmm {
+
+FrameAllocator::FrameAllocator(FrameTable* table, const TlbClock* clock,
+                               Options options)
+    : table_(table),
+      clock_(clock),
+      shard_count_(options.shards > 0
+                       ? options.shards
+                       : std::max(1u, std::thread::hardware_concurrency())),
+      shards_(new Shard[shard_count_]),
+      free_frames_(table->frame_count()) {}
+
+int FrameAllocator::CurrentShard() const {
+  const int cpu = sched_getcpu();
+  return cpu < 0 ? 0 : cpu % shard_count_;
+}
+
+void FrameAllocator::RefillLocked(Shard& shard) {
+  absl::MutexLock pool_lock(&pool_mu_);
+  while (shard.count < kBatch) {
+    if (pool_head_ != kNilLink) {
+      const uint32_t mfn = pool_head_;
+      pool_head_ = table_->info(Mfn(mfn)).link;
+      shard.frames[shard.count++] = mfn;
+    } else if (never_used_next_ < table_->frame_count()) {
+      shard.frames[shard.count++] = static_cast<uint32_t>(never_used_next_++);
+    } else {
+      return;
+    }
+  }
+}
+
+void FrameAllocator::SpillLocked(Shard& shard) {
+  absl::MutexLock pool_lock(&pool_mu_);
+  for (uint32_t i = 0; i < kBatch; ++i) {
+    const uint32_t mfn = shard.frames[--shard.count];
+    table_->info(Mfn(mfn)).link = pool_head_;
+    pool_head_ = mfn;
+  }
+}
+
+bool FrameAllocator::StealFromAnyShard(uint64_t* mfn) {
+  for (int i = 0; i < shard_count_; ++i) {
+    Shard& s = shards_[i];
+    absl::MutexLock lock(&s.mu);
+    if (s.count > 0) {
+      *mfn = s.frames[--s.count];
+      return true;
+    }
+  }
+  return false;
+}
+
+absl::StatusOr<Mfn> FrameAllocator::Allocate() {
+  uint64_t raw = 0;
+  bool found = false;
+  {
+    Shard& shard = shards_[CurrentShard()];
+    absl::MutexLock lock(&shard.mu);
+    if (shard.count == 0) RefillLocked(shard);
+    if (shard.count > 0) {
+      raw = shard.frames[--shard.count];
+      found = true;
+    }
+  }
+  if (!found) found = StealFromAnyShard(&raw);
+  if (!found) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("frame pool exhausted: all ", table_->frame_count(),
+                     " frames are in use"));
+  }
+  free_frames_.fetch_sub(1, std::memory_order_relaxed);
+
+  const Mfn mfn(raw);
+  PageInfo& info = table_->info(mfn);
+  HVMM_CHECK(info.owner.load(std::memory_order_relaxed) == 0 &&
+             info.count == 0 && info.type_count == 0)
+      << mfn << " on a free list is in use";
+  if (info.has(kPageNeedScrub)) table_->Scrub(mfn);
+  info.flags = 0;
+  info.link = 0;
+  return mfn;
+}
+
+void FrameAllocator::Free(Mfn mfn) {
+  PageInfo& info = table_->info(mfn);
+  HVMM_CHECK(info.owner.load(std::memory_order_relaxed) == 0 &&
+             info.count == 0 && info.type_count == 0)
+      << mfn << " freed while owned or referenced";
+  // The generation bump is what lets a stale reader notice the reuse; the
+  // stamp is what the next allocation's flush filters on.
+  info.generation.fetch_add(1, std::memory_order_release);
+  info.tlbflush_timestamp.store(clock_->Now(), std::memory_order_relaxed);
+  info.type = PageType::kNone;
+  info.flags &= kPageNeedScrub;
+
+  Shard& shard = shards_[CurrentShard()];
+  absl::MutexLock lock(&shard.mu);
+  if (shard.count == kShardCapacity) SpillLocked(shard);
+  shard.frames[shard.count++] = static_cast<uint32_t>(mfn.value());
+  free_frames_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void FrameAllocator::ForEachFreeFrame(absl::FunctionRef<void(Mfn)> fn) const
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {  // Takes a variable number of locks.
+  for (int i = 0; i < shard_count_; ++i) shards_[i].mu.Lock();
+  pool_mu_.Lock();
+  for (int i = 0; i < shard_count_; ++i) {
+    for (uint32_t j = 0; j < shards_[i].count; ++j) {
+      fn(Mfn(shards_[i].frames[j]));
+    }
+  }
+  for (uint32_t m = pool_head_; m != kNilLink; m = table_->info(Mfn(m)).link) {
+    fn(Mfn(m));
+  }
+  for (uint64_t m = never_used_next_; m < table_->frame_count(); ++m) {
+    fn(Mfn(m));
+  }
+  pool_mu_.Unlock();
+  for (int i = shard_count_ - 1; i >= 0; --i) shards_[i].mu.Unlock();
+}
+
+}  // namespace hvmm

@@ -1,0 +1,497 @@
+#include "mm/memory_manager.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_format.h"
+#include "base/check.h"
+#include "mm/audit.h"
+#include "mm/mm_errors.h"
+#include "mm/pte.h"
+#include "mm/type_transaction.h"
+
+namespace hvmm {
+namespace {
+
+absl::Status CheckDomainConfig(const DomainConfig& config) {
+  if (config.name.empty() || config.name.size() > 64) {
+    return MalformedArgumentError("domain name must be 1..64 characters");
+  }
+  for (char c : config.name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+    if (!ok) {
+      return MalformedArgumentError(
+          "domain name may contain only letters, digits, '_', '-' and '.'");
+    }
+  }
+  if (config.vcpus < 1 || config.vcpus > kMaxVcpus) {
+    return MalformedArgumentError(absl::StrFormat(
+        "vcpus must be in [1, %u], got %u", kMaxVcpus, config.vcpus));
+  }
+  if (config.max_pages < 1) {
+    return MalformedArgumentError(
+        "max_pages must be at least 1: the root table counts against it");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckBatchSize(uint64_t n, const char* what) {
+  if (n > MemoryManager::kMaxBatch) {
+    return MalformedArgumentError(absl::StrFormat(
+        "%s: at most %u per call, got %u", what, MemoryManager::kMaxBatch, n));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// A domain, found and locked, that is not dying.
+class MemoryManager::LockedDomain {
+ public:
+  explicit LockedDomain(std::shared_ptr<Domain> d)
+      : domain_(std::move(d)), lock_(new absl::MutexLock(&domain_->mu())) {}
+  Domain& operator*() const { return *domain_; }
+  Domain* operator->() const { return domain_.get(); }
+
+ private:
+  std::shared_ptr<Domain> domain_;
+  std::unique_ptr<absl::MutexLock> lock_;
+};
+
+absl::StatusOr<std::unique_ptr<MemoryManager>> MemoryManager::Create(
+    const MemoryManagerOptions& options) {
+  absl::StatusOr<std::unique_ptr<FrameTable>> table =
+      FrameTable::Create(options.frame_count);
+  if (!table.ok()) return table.status();
+  return std::unique_ptr<MemoryManager>(
+      new MemoryManager(*std::move(table), options));
+}
+
+MemoryManager::MemoryManager(std::unique_ptr<FrameTable> table,
+                             const MemoryManagerOptions& options)
+    : table_(std::move(table)),
+      allocator_(table_.get(), &clock_,
+                 FrameAllocator::Options{options.allocator_shards}),
+      immediate_retirer_(&allocator_),
+      retirer_(&immediate_retirer_) {}
+
+void MemoryManager::SetRetirer(FrameRetirer* retirer) {
+  absl::MutexLock lock(&domains_mu_);
+  HVMM_CHECK(domains_.empty()) << "retirer replaced while domains exist";
+  retirer_ = retirer;
+}
+
+std::shared_ptr<Domain> MemoryManager::FindDomain(DomainId domain) const {
+  absl::ReaderMutexLock lock(&domains_mu_);
+  auto it = domains_.find(domain);
+  return it == domains_.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<MemoryManager::LockedDomain> MemoryManager::Lock(
+    DomainId domain) const {
+  std::shared_ptr<Domain> d = FindDomain(domain);
+  if (d == nullptr) return UnknownDomainError(domain);
+  LockedDomain locked(std::move(d));
+  if (locked->dying_locked()) return UnknownDomainError(domain);
+  return locked;
+}
+
+absl::StatusOr<uint32_t> MemoryManager::AllocateIntoLocked(
+    Domain& domain, uint64_t count, std::vector<Mfn>* out) {
+  const uint64_t tot = domain.tot_pages_locked();
+  if (count > domain.max_pages() || tot > domain.max_pages() - count) {
+    return QuotaExceededError(domain.id(), tot, domain.max_pages(), count);
+  }
+  const size_t first = out->size();
+  uint32_t stamp = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    absl::StatusOr<Mfn> mfn = allocator_.Allocate();
+    if (!mfn.ok()) {
+      // Never adopted nor visible: straight back to the pool.
+      for (size_t j = first; j < out->size(); ++j) allocator_.Free((*out)[j]);
+      out->erase(out->begin() + first, out->end());
+      return mfn.status();
+    }
+    stamp = std::max(stamp, table_->info(*mfn).tlbflush_timestamp.load(
+                                std::memory_order_relaxed));
+    out->push_back(*mfn);
+  }
+  for (size_t j = first; j < out->size(); ++j) {
+    domain.AdoptFrameLocked(*table_, (*out)[j]);
+  }
+  return stamp;
+}
+
+absl::StatusOr<DomainId> MemoryManager::CreateDomain(
+    const DomainConfig& config) {
+  if (absl::Status s = CheckDomainConfig(config); !s.ok()) return s;
+  // Held throughout, so that the audit never sees a half-built domain.
+  absl::MutexLock registry_lock(&domains_mu_);
+  if (names_.contains(config.name)) return DomainNameTakenError(config.name);
+  if (next_domain_id_ == 0) {
+    return absl::ResourceExhaustedError("domain ids exhausted");
+  }
+  const DomainId id(next_domain_id_);
+  auto domain = std::make_shared<Domain>(id, config.name, config.vcpus,
+                                         config.max_pages);
+  {
+    absl::MutexLock lock(&domain->mu());
+    std::vector<Mfn> frames;
+    if (absl::StatusOr<uint32_t> s = AllocateIntoLocked(*domain, 1, &frames);
+        !s.ok()) {
+      return s.status();
+    }
+    const Mfn root = frames[0];
+    TypeTransaction txn(table_.get(), &clock_, id,
+                        TypeTransaction::Mode::kWriteThrough);
+    HVMM_CHECK(txn.GetPageAndType(root, PageType::kL4).ok());
+    txn.SetPinned(root, true);
+    for (uint32_t v = 0; v < config.vcpus; ++v) {
+      HVMM_CHECK(txn.GetPageAndType(root, PageType::kL4).ok());
+    }
+    txn.Commit();
+    for (uint32_t v = 0; v < config.vcpus; ++v) {
+      domain->set_base_pointer_locked(VcpuId(v), root);
+    }
+    domain->set_root_locked(root);
+  }
+  ++next_domain_id_;
+  names_.emplace(config.name, id);
+  domains_.emplace(id, std::move(domain));
+  return id;
+}
+
+absl::Status MemoryManager::DestroyDomain(DomainId id) {
+  std::shared_ptr<Domain> domain = FindDomain(id);
+  if (domain == nullptr) return UnknownDomainError(id);
+  {
+    absl::MutexLock lock(&domain->mu());
+    if (domain->dying_locked()) return UnknownDomainError(id);
+    domain->set_dying_locked();
+
+    // Relinquish: drop the roots of every reference chain (base pointers
+    // and pins). Every other type reference hangs off those, so afterwards
+    // every frame holds only its allocation reference.
+    TypeTransaction txn(table_.get(), &clock_, id,
+                        TypeTransaction::Mode::kWriteThrough);
+    for (uint32_t v = 0; v < domain->vcpus(); ++v) {
+      if (std::optional<Mfn> root = domain->base_pointer(VcpuId(v))) {
+        domain->set_base_pointer_locked(VcpuId(v), std::nullopt);
+        txn.PutPageAndType(*root);
+      }
+    }
+    std::vector<Mfn> frames = domain->owned_frames_locked();
+    for (Mfn mfn : frames) {
+      if (table_->info(mfn).has(kPagePinned)) {
+        txn.SetPinned(mfn, false);
+        txn.PutPageAndType(mfn);
+      }
+    }
+    txn.Commit();
+    for (Mfn mfn : frames) domain->ReleaseFrameLocked(*table_, mfn);
+    retirer_->Retire(id, frames);
+  }
+  retirer_->Drain(id);
+  absl::MutexLock registry_lock(&domains_mu_);
+  names_.erase(domain->name());
+  domains_.erase(id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DomainInfo> MemoryManager::GetDomainInfo(DomainId id) const {
+  absl::StatusOr<LockedDomain> d = Lock(id);
+  if (!d.ok()) return d.status();
+  const Domain& domain = **d;
+  DomainInfo info;
+  info.id = domain.id();
+  info.name = domain.name();
+  info.vcpus = domain.vcpus();
+  info.max_pages = domain.max_pages();
+  info.tot_pages = domain.tot_pages_locked();
+  info.root = domain.root_locked();
+  return info;
+}
+
+std::vector<DomainInfo> MemoryManager::ListDomains() const {
+  std::vector<DomainId> ids;
+  {
+    absl::ReaderMutexLock lock(&domains_mu_);
+    for (const auto& [id, d] : domains_) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  std::vector<DomainInfo> out;
+  for (DomainId id : ids) {
+    // A domain destroyed since the listing is simply left out.
+    if (absl::StatusOr<DomainInfo> info = GetDomainInfo(id); info.ok()) {
+      out.push_back(*std::move(info));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<Mfn>> MemoryManager::IncreaseReservation(
+    DomainId id, uint64_t count) {
+  if (count == 0) return MalformedArgumentError("count must be at least 1");
+  if (absl::Status s = CheckBatchSize(count, "frames"); !s.ok()) return s;
+  absl::StatusOr<LockedDomain> d = Lock(id);
+  if (!d.ok()) return d.status();
+  std::vector<Mfn> frames;
+  if (absl::StatusOr<uint32_t> s = AllocateIntoLocked(**d, count, &frames);
+      !s.ok()) {
+    return s.status();
+  }
+  return frames;
+}
+
+absl::Status MemoryManager::DecreaseReservation(DomainId id,
+                                                absl::Span<const Mfn> frames) {
+  if (absl::Status s = CheckBatchSize(frames.size(), "frames"); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<LockedDomain> d = Lock(id);
+  if (!d.ok()) return d.status();
+  Domain& domain = **d;
+  absl::flat_hash_set<Mfn> seen;
+  TypeTransaction check(table_.get(), &clock_, id,
+                        TypeTransaction::Mode::kStaged);
+  for (Mfn mfn : frames) {
+    if (absl::Status s = check.CheckOwned(mfn); !s.ok()) return s;
+    if (!seen.insert(mfn).second) {
+      return MalformedArgumentError(
+          absl::StrFormat("mfn 0x%x is listed twice", mfn.value()));
+    }
+    const PageInfo& info = table_->info(mfn);
+    if (info.count != 1 || info.type_count != 0 || info.has(kPagePinned)) {
+      return FrameInUseError(mfn, info.count, info.type_count);
+    }
+  }
+  check.Commit();  // Nothing staged: the checks above changed nothing.
+  std::vector<Mfn> released(frames.begin(), frames.end());
+  for (Mfn mfn : released) {
+    if (domain.root_locked() == mfn) domain.set_root_locked(std::nullopt);
+    domain.ReleaseFrameLocked(*table_, mfn);
+  }
+  retirer_->Retire(id, released);
+  return absl::OkStatus();
+}
+
+absl::Status MemoryManager::PinTable(DomainId id, Mfn mfn, Level level) {
+  if (level < Level::kL1 || level > Level::kL4) {
+    return MalformedArgumentError("level must be 1..4");
+  }
+  absl::StatusOr<LockedDomain> d = Lock(id);
+  if (!d.ok()) return d.status();
+  TypeTransaction txn(table_.get(), &clock_, id,
+                      TypeTransaction::Mode::kStaged);
+  if (absl::Status s = txn.CheckOwned(mfn); !s.ok()) return s;
+  if (table_->info(mfn).has(kPagePinned)) return DoublePinError(mfn);
+  if (absl::Status s = txn.GetPageAndType(mfn, TableTypeFor(level)); !s.ok()) {
+    return s;  // txn aborts.
+  }
+  txn.SetPinned(mfn, true);
+  txn.Commit();
+  return absl::OkStatus();
+}
+
+absl::Status MemoryManager::UnpinTable(DomainId id, Mfn mfn) {
+  absl::StatusOr<LockedDomain> d = Lock(id);
+  if (!d.ok()) return d.status();
+  TypeTransaction txn(table_.get(), &clock_, id,
+                      TypeTransaction::Mode::kStaged);
+  if (absl::Status s = txn.CheckOwned(mfn); !s.ok()) return s;
+  if (!table_->info(mfn).has(kPagePinned)) return NotPinnedError(mfn);
+  txn.SetPinned(mfn, false);
+  txn.PutPageAndType(mfn);
+  txn.Commit();
+  return absl::OkStatus();
+}
+
+absl::Status MemoryManager::SetBasePointer(DomainId id, VcpuId vcpu,
+                                           std::optional<Mfn> root) {
+  absl::StatusOr<LockedDomain> d = Lock(id);
+  if (!d.ok()) return d.status();
+  Domain& domain = **d;
+  if (vcpu.value() >= domain.vcpus()) {
+    return UnknownVcpuError(id, vcpu, domain.vcpus());
+  }
+  TypeTransaction txn(table_.get(), &clock_, id,
+                      TypeTransaction::Mode::kStaged);
+  if (root) {
+    if (absl::Status s = txn.GetPageAndType(*root, PageType::kL4); !s.ok()) {
+      return s;
+    }
+  }
+  if (std::optional<Mfn> old = domain.base_pointer(vcpu)) {
+    txn.PutPageAndType(*old);
+  }
+  txn.Commit();
+  domain.set_base_pointer_locked(vcpu, root);
+  return absl::OkStatus();
+}
+
+absl::Status MemoryManager::MmuUpdate(DomainId id,
+                                      absl::Span<const EntryUpdate> updates) {
+  if (absl::Status s = CheckBatchSize(updates.size(), "entry updates");
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<LockedDomain> d = Lock(id);
+  if (!d.ok()) return d.status();
+  TypeTransaction txn(table_.get(), &clock_, id,
+                      TypeTransaction::Mode::kStaged);
+  for (const EntryUpdate& u : updates) {
+    if (u.index >= kEntriesPerTable) {
+      return MalformedArgumentError(absl::StrFormat(
+          "entry index %u is not below %u", u.index, kEntriesPerTable));
+    }
+    if (absl::Status s = txn.CheckOwned(u.table); !s.ok()) return s;
+    // The table's state as this batch has left it so far.
+    const PageInfo& info = table_->info(u.table);
+    if (!IsPageTableType(info.type) || info.type_count == 0) {
+      return NotAPageTableError(u.table, info.type, info.type_count);
+    }
+    const Level level = LevelOf(info.type);
+    const uint64_t old = txn.ReadEntry(u.table, u.index);
+    if (PtePresent(u.entry)) {
+      if (absl::Status s = txn.GetEntryRefs(u.table, u.index, u.entry, level);
+          !s.ok()) {
+        return s;
+      }
+    }
+    txn.WriteEntry(u.table, u.index, u.entry);
+    if (PtePresent(old)) txn.PutEntryRefs(old, level);
+  }
+  txn.Commit();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<MapRangeResult> MemoryManager::MapRange(DomainId id,
+                                                       Vaddr start,
+                                                       uint64_t pages,
+                                                       bool writable) {
+  if (absl::Status s = CheckRange(start, pages); !s.ok()) return s;
+  absl::StatusOr<LockedDomain> d = Lock(id);
+  if (!d.ok()) return d.status();
+  Domain& domain = **d;
+  std::optional<Mfn> root = domain.root_locked();
+  if (!root) {
+    return absl::FailedPreconditionError("domain has no root table");
+  }
+  const PageInfo& root_info = table_->info(*root);
+  if (root_info.type != PageType::kL4 || root_info.type_count == 0) {
+    return NotAPageTableError(*root, root_info.type, root_info.type_count);
+  }
+  absl::StatusOr<uint64_t> tables =
+      PlanMapRangeLocked(*table_, *root, start, pages);
+  if (!tables.ok()) return tables.status();
+
+  std::vector<Mfn> frames;
+  absl::StatusOr<uint32_t> stamp =
+      AllocateIntoLocked(domain, *tables + pages, &frames);
+  if (!stamp.ok()) return stamp.status();
+
+  // Every frame is fresh, so any may become a table or a data page; the
+  // install consumes exactly the planned number.
+  TypeTransaction txn(table_.get(), &clock_, id,
+                      TypeTransaction::Mode::kWriteThrough);
+  InstallMapRangeLocked(txn, *root, start, pages, writable, frames);
+  txn.Commit();
+  MapRangeResult result;
+  result.pages_mapped = pages;
+  result.tables_created = *tables;
+  result.alloc_flush_stamp = *stamp;
+  return result;
+}
+
+absl::StatusOr<UnmapRangeResult> MemoryManager::UnmapRange(DomainId id,
+                                                           Vaddr start,
+                                                           uint64_t pages) {
+  if (absl::Status s = CheckRange(start, pages); !s.ok()) return s;
+  absl::StatusOr<LockedDomain> d = Lock(id);
+  if (!d.ok()) return d.status();
+  Domain& domain = **d;
+  std::optional<Mfn> root = domain.root_locked();
+  if (!root) {
+    return absl::FailedPreconditionError("domain has no root table");
+  }
+  const PageInfo& root_info = table_->info(*root);
+  if (root_info.type != PageType::kL4 || root_info.type_count == 0) {
+    return NotAPageTableError(*root, root_info.type, root_info.type_count);
+  }
+  // 1. Unhook the entries and drop their references.
+  std::vector<Mfn> to_release;
+  TypeTransaction txn(table_.get(), &clock_, id,
+                      TypeTransaction::Mode::kWriteThrough);
+  UnmapRangeResult result =
+      UnhookRangeLocked(txn, *table_, *root, start, pages, &to_release);
+  txn.Commit();
+  // 2. Flush: no TLBs exist in the mm core; the flush engine adds it here.
+  // 3 + 4. Hand the frames to the retirer, which frees them once no walker
+  // can reach them.
+  for (Mfn mfn : to_release) domain.ReleaseFrameLocked(*table_, mfn);
+  retirer_->Retire(id, to_release);
+  return result;
+}
+
+absl::StatusOr<WalkResult> MemoryManager::Walk(DomainId id, VcpuId vcpu,
+                                               Vaddr va, Access access) const {
+  absl::StatusOr<LockedDomain> d = Lock(id);
+  if (!d.ok()) return d.status();
+  const Domain& domain = **d;
+  if (vcpu.value() >= domain.vcpus()) {
+    return UnknownVcpuError(id, vcpu, domain.vcpus());
+  }
+  if (!va.IsCanonical()) {
+    return MalformedArgumentError(
+        absl::StrFormat("address 0x%x is not canonical", va.value()));
+  }
+  std::optional<Mfn> root = domain.base_pointer(vcpu);
+  if (!root) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "vCPU %u of domain %u has no base pointer", vcpu.value(), id.value()));
+  }
+  return WalkTables(*table_, *root, va, access);
+}
+
+absl::StatusOr<FrameSnapshot> MemoryManager::InspectFrame(Mfn mfn) const {
+  if (!table_->Contains(mfn)) return BadFrameError(mfn);
+  const PageInfo& info = table_->info(mfn);
+  for (;;) {
+    const DomainId owner(info.owner.load(std::memory_order_acquire));
+    FrameSnapshot snap;
+    snap.generation = info.generation.load(std::memory_order_acquire);
+    snap.tlbflush_timestamp =
+        info.tlbflush_timestamp.load(std::memory_order_relaxed);
+    if (!owner.valid()) return snap;  // Free or retiring: counts are all 0.
+    std::shared_ptr<Domain> domain = FindDomain(owner);
+    if (domain == nullptr) continue;  // Released meanwhile; look again.
+    absl::MutexLock lock(&domain->mu());
+    if (info.owner.load(std::memory_order_relaxed) != owner.value()) continue;
+    snap.owner = owner;
+    snap.count = info.count;
+    snap.type_count = info.type_count;
+    snap.type = info.type;
+    snap.validated = info.has(kPageValidated);
+    snap.pinned = info.has(kPagePinned);
+    snap.retiring = info.has(kPageRetiring);
+    return snap;
+  }
+}
+
+absl::Status MemoryManager::Audit() const {
+  absl::ReaderMutexLock registry_lock(&domains_mu_);
+  std::vector<const Domain*> domains;
+  for (const auto& [id, d] : domains_) domains.push_back(d.get());
+  std::sort(domains.begin(), domains.end(),
+            [](const Domain* a, const Domain* b) { return a->id() < b->id(); });
+  for (const Domain* d : domains) d->mu().Lock();
+  absl::Status status = AuditLocked(*table_, allocator_, *retirer_, domains);
+  for (auto it = domains.rbegin(); it != domains.rend(); ++it) {
+    (*it)->mu().Unlock();
+  }
+  return status;
+}
+
+}  // namespace hvmm

@@ -1,0 +1,67 @@
+// WalkTables: the lockless page-table walker (hardware's walk on a TLB miss).
+//
+// Translates a virtual address by reading a root L4 down to an L1 entry with
+// acquire loads straight from frame contents, taking no lock. It is the model
+// of Xen's spurious_page_fault(), Linux GUP-fast and KVM's lockless paths.
+//
+// Existence is the caller's business: a lockless walk is only safe inside a
+// read-side section that the flush/grace-period machinery can see (a pCPU with
+// interrupts off, DESIGN §2), or under the domain's lock. To let the safety
+// oracle check that promise, the walk records, for every table it read, the
+// frame and the generation it had *before* its entry was read (DESIGN §6);
+// TablesUnchanged() re-reads them at the end.
+//
+// Thread-safety: WalkTables is safe against concurrent writers of the tables
+// it reads; it never crashes on torn or stale contents, it just reports what
+// it found.
+#ifndef HVMM_MM_WALKER_H_
+#define HVMM_MM_WALKER_H_
+
+#include <array>
+#include <cstdint>
+
+#include "mm/frame_table.h"
+#include "mm/types.h"
+
+namespace hvmm {
+
+enum class Access : uint8_t { kRead, kWrite };
+
+enum class WalkOutcome : uint8_t {
+  kOk,
+  kNotPresent,      // An entry on the path is not present (fault_level says).
+  kWriteProtected,  // A write through a path with a read-only entry.
+  kBadFrame,        // An entry points beyond the frame table (never legal).
+  kNonCanonical,    // The address is not canonical.
+};
+
+const char* WalkOutcomeName(WalkOutcome outcome);
+
+struct WalkResult {
+  WalkOutcome outcome = WalkOutcome::kOk;
+  Level fault_level = Level::kL4;  // Level of the entry that faulted.
+  Mfn mfn{0};                      // The data frame, when kOk.
+  bool writable = false;           // RW set at every level.
+  // Tables read, root first, with their generations before each read.
+  uint32_t tables_read = 0;
+  std::array<Mfn, 4> tables{Mfn(0), Mfn(0), Mfn(0), Mfn(0)};
+  std::array<uint32_t, 4> generations{};
+
+  bool ok() const { return outcome == WalkOutcome::kOk; }
+};
+
+// Optional hook run after each table read, before the next one; the torture
+// tool uses it to widen the window a stale walker has (a failpoint).
+using WalkDelayHook = void (*)(void* arg);
+
+WalkResult WalkTables(const FrameTable& table, Mfn root, Vaddr va,
+                      Access access, WalkDelayHook delay = nullptr,
+                      void* delay_arg = nullptr);
+
+// Whether every table the walk read still has the generation it recorded:
+// false means one was freed or left its page-table type during the walk.
+bool TablesUnchanged(const FrameTable& table, const WalkResult& walk);
+
+}  // namespace hvmm
+
+#endif  // HVMM_MM_WALKER_H_
