@@ -102,7 +102,18 @@ void FrameAllocator::Free(Mfn mfn) {
   info.tlbflush_timestamp.store(clock_->Now(), std::memory_order_relaxed);
   info.type = PageType::kNone;
   info.flags &= kPageNeedScrub;
+  PushLocal(mfn);
+}
 
+void FrameAllocator::ReturnUnused(Mfn mfn) {
+  const PageInfo& info = table_->info(mfn);
+  HVMM_CHECK(info.owner.load(std::memory_order_relaxed) == 0 &&
+             info.count == 0 && info.type_count == 0 && info.flags == 0)
+      << mfn << " returned unused but it was used";
+  PushLocal(mfn);
+}
+
+void FrameAllocator::PushLocal(Mfn mfn) {
   Shard& shard = shards_[CurrentShard()];
   absl::MutexLock lock(&shard.mu);
   if (shard.count == kShardCapacity) SpillLocked(shard);

@@ -61,6 +61,11 @@ class FrameAllocator {
   // no owner and no references, and no reader can still reach it.
   void Free(Mfn mfn);
 
+  // Gives back a frame that Allocate() just returned and that nobody else
+  // ever saw: no generation bump, no stamp, so a failed multi-frame request
+  // leaves no trace. REQUIRES: unwritten, unowned, unpublished.
+  void ReturnUnused(Mfn mfn);
+
   uint64_t free_frames() const {
     return free_frames_.load(std::memory_order_relaxed);
   }
@@ -88,6 +93,8 @@ class FrameAllocator {
   // Moves kBatch frames from a full `shard` to the pool.
   void SpillLocked(Shard& shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   bool StealFromAnyShard(uint64_t* mfn);
+  // Pushes a frame onto the calling CPU's shard.
+  void PushLocal(Mfn mfn);
 
   FrameTable* const table_;
   const TlbClock* const clock_;

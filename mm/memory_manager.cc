@@ -109,8 +109,10 @@ absl::StatusOr<uint32_t> MemoryManager::AllocateIntoLocked(
   for (uint64_t i = 0; i < count; ++i) {
     absl::StatusOr<Mfn> mfn = allocator_.Allocate();
     if (!mfn.ok()) {
-      // Never adopted nor visible: straight back to the pool.
-      for (size_t j = first; j < out->size(); ++j) allocator_.Free((*out)[j]);
+      // Never adopted nor visible: back to the pool without a trace.
+      for (size_t j = first; j < out->size(); ++j) {
+        allocator_.ReturnUnused((*out)[j]);
+      }
       out->erase(out->begin() + first, out->end());
       return mfn.status();
     }
