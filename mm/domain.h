@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "mm/frame_table.h"
 #include "mm/types.h"
 
@@ -51,7 +51,7 @@ class Domain {
   uint32_t vcpus() const { return vcpus_; }
   uint64_t max_pages() const { return max_pages_; }
 
-  absl::Mutex& mu() const ABSL_LOCK_RETURNED(mu_) { return mu_; }
+  Mutex& mu() const ABSL_LOCK_RETURNED(mu_) { return mu_; }
 
   // The vCPU's root L4, or nullopt. Lockless (acquire), for walkers.
   // REQUIRES: vcpu < vcpus().
@@ -103,7 +103,7 @@ class Domain {
   const uint32_t vcpus_;
   const uint64_t max_pages_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   // Owned frames; PageInfo::link of each is its index here.
   std::vector<Mfn> owned_ ABSL_GUARDED_BY(mu_);
   std::optional<Mfn> root_ ABSL_GUARDED_BY(mu_);

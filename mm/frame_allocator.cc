@@ -2,6 +2,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/status/status.h"
@@ -15,47 +16,67 @@ FrameAllocator::FrameAllocator(FrameTable* table, const TlbClock* clock,
       clock_(clock),
       shard_count_(options.shards > 0
                        ? options.shards
-                       : std::max(1u, std::thread::hardware_concurrency())),
+                       : static_cast<int>(std::max(
+                             1u, std::thread::hardware_concurrency()))),
       shards_(new Shard[shard_count_]),
-      free_frames_(table->frame_count()) {}
+      pool_free_(table->frame_count()) {}
+
+uint64_t FrameAllocator::free_frames() const {
+  uint64_t n = pool_free_.load(std::memory_order_relaxed);
+  for (int i = 0; i < shard_count_; ++i) {
+    n += shards_[i].count.load(std::memory_order_relaxed);
+  }
+  return n;
+}
 
 int FrameAllocator::CurrentShard() const {
   const int cpu = sched_getcpu();
   return cpu < 0 ? 0 : cpu % shard_count_;
 }
 
+bool FrameAllocator::PopLocked(Shard& shard, uint64_t* mfn) {
+  const uint32_t n = shard.count.load(std::memory_order_relaxed);
+  if (n == 0) return false;
+  *mfn = shard.frames[n - 1];
+  shard.count.store(n - 1, std::memory_order_relaxed);
+  return true;
+}
+
 void FrameAllocator::RefillLocked(Shard& shard) {
-  absl::MutexLock pool_lock(&pool_mu_);
-  while (shard.count < kBatch) {
+  MutexLock pool_lock(&pool_mu_);
+  uint32_t n = shard.count.load(std::memory_order_relaxed);
+  const uint32_t before = n;
+  while (n < kBatch) {
     if (pool_head_ != kNilLink) {
       const uint32_t mfn = pool_head_;
       pool_head_ = table_->info(Mfn(mfn)).link;
-      shard.frames[shard.count++] = mfn;
+      shard.frames[n++] = mfn;
     } else if (never_used_next_ < table_->frame_count()) {
-      shard.frames[shard.count++] = static_cast<uint32_t>(never_used_next_++);
+      shard.frames[n++] = static_cast<uint32_t>(never_used_next_++);
     } else {
-      return;
+      break;
     }
   }
+  pool_free_.fetch_sub(n - before, std::memory_order_relaxed);
+  shard.count.store(n, std::memory_order_relaxed);
 }
 
 void FrameAllocator::SpillLocked(Shard& shard) {
-  absl::MutexLock pool_lock(&pool_mu_);
+  MutexLock pool_lock(&pool_mu_);
+  uint32_t n = shard.count.load(std::memory_order_relaxed);
   for (uint32_t i = 0; i < kBatch; ++i) {
-    const uint32_t mfn = shard.frames[--shard.count];
+    const uint32_t mfn = shard.frames[--n];
     table_->info(Mfn(mfn)).link = pool_head_;
     pool_head_ = mfn;
   }
+  pool_free_.fetch_add(kBatch, std::memory_order_relaxed);
+  shard.count.store(n, std::memory_order_relaxed);
 }
 
 bool FrameAllocator::StealFromAnyShard(uint64_t* mfn) {
   for (int i = 0; i < shard_count_; ++i) {
-    Shard& s = shards_[i];
-    absl::MutexLock lock(&s.mu);
-    if (s.count > 0) {
-      *mfn = s.frames[--s.count];
-      return true;
-    }
+    MutexLock lock(&shards_[i].mu);
+    if (PopLocked(shards_[i], mfn)) return true;
   }
   return false;
 }
@@ -65,21 +86,17 @@ absl::StatusOr<Mfn> FrameAllocator::Allocate() {
   bool found = false;
   {
     Shard& shard = shards_[CurrentShard()];
-    absl::MutexLock lock(&shard.mu);
-    if (shard.count == 0) RefillLocked(shard);
-    if (shard.count > 0) {
-      raw = shard.frames[--shard.count];
-      found = true;
-    }
+    MutexLock lock(&shard.mu);
+    if (shard.count.load(std::memory_order_relaxed) == 0) RefillLocked(shard);
+    found = PopLocked(shard, &raw);
   }
+  // The caller's shard and the pool are empty; another shard may not be.
   if (!found) found = StealFromAnyShard(&raw);
   if (!found) {
     return absl::ResourceExhaustedError(
         absl::StrCat("frame pool exhausted: all ", table_->frame_count(),
                      " frames are in use"));
   }
-  free_frames_.fetch_sub(1, std::memory_order_relaxed);
-
   const Mfn mfn(raw);
   PageInfo& info = table_->info(mfn);
   HVMM_CHECK(info.owner.load(std::memory_order_relaxed) == 0 &&
@@ -115,20 +132,24 @@ void FrameAllocator::ReturnUnused(Mfn mfn) {
 
 void FrameAllocator::PushLocal(Mfn mfn) {
   Shard& shard = shards_[CurrentShard()];
-  absl::MutexLock lock(&shard.mu);
-  if (shard.count == kShardCapacity) SpillLocked(shard);
-  shard.frames[shard.count++] = static_cast<uint32_t>(mfn.value());
-  free_frames_.fetch_add(1, std::memory_order_relaxed);
+  MutexLock lock(&shard.mu);
+  if (shard.count.load(std::memory_order_relaxed) == kShardCapacity) {
+    SpillLocked(shard);
+  }
+  const uint32_t n = shard.count.load(std::memory_order_relaxed);
+  shard.frames[n] = static_cast<uint32_t>(mfn.value());
+  shard.count.store(n + 1, std::memory_order_relaxed);
 }
 
-void FrameAllocator::ForEachFreeFrame(absl::FunctionRef<void(Mfn)> fn) const
+uint64_t FrameAllocator::ForEachFreeFrame(
+    absl::FunctionRef<void(Mfn)> fn) const
     ABSL_NO_THREAD_SAFETY_ANALYSIS {  // Takes a variable number of locks.
   for (int i = 0; i < shard_count_; ++i) shards_[i].mu.Lock();
   pool_mu_.Lock();
+  const uint64_t counted = free_frames();  // Exact: every lock is held.
   for (int i = 0; i < shard_count_; ++i) {
-    for (uint32_t j = 0; j < shards_[i].count; ++j) {
-      fn(Mfn(shards_[i].frames[j]));
-    }
+    const uint32_t n = shards_[i].count.load(std::memory_order_relaxed);
+    for (uint32_t j = 0; j < n; ++j) fn(Mfn(shards_[i].frames[j]));
   }
   for (uint32_t m = pool_head_; m != kNilLink; m = table_->info(Mfn(m)).link) {
     fn(Mfn(m));
@@ -138,6 +159,7 @@ void FrameAllocator::ForEachFreeFrame(absl::FunctionRef<void(Mfn)> fn) const
   }
   pool_mu_.Unlock();
   for (int i = shard_count_ - 1; i >= 0; --i) shards_[i].mu.Unlock();
+  return counted;
 }
 
 }  // namespace hvmm

@@ -31,7 +31,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "flush/tlb_clock.h"
 #include "mm/frame_table.h"
 #include "mm/types.h"
@@ -66,15 +66,16 @@ class FrameAllocator {
   // leaves no trace. REQUIRES: unwritten, unowned, unpublished.
   void ReturnUnused(Mfn mfn);
 
-  uint64_t free_frames() const {
-    return free_frames_.load(std::memory_order_relaxed);
-  }
+  // Exact when no Allocate()/Free() is in flight; a sum of per-shard counts
+  // otherwise (no shared counter on the fast path).
+  uint64_t free_frames() const;
   uint64_t total_frames() const { return table_->frame_count(); }
   int shard_count() const { return shard_count_; }
 
   // Calls fn once per free frame, with every lock held, so the set is
-  // consistent. Never call back into the allocator from fn.
-  void ForEachFreeFrame(absl::FunctionRef<void(Mfn)> fn) const;
+  // consistent, and returns the free count the counters held at that moment.
+  // Never call back into the allocator from fn.
+  uint64_t ForEachFreeFrame(absl::FunctionRef<void(Mfn)> fn) const;
 
  private:
   static constexpr uint32_t kShardCapacity = 64;
@@ -82,8 +83,9 @@ class FrameAllocator {
   static constexpr uint32_t kNilLink = 0xffffffffu;
 
   struct alignas(64) Shard {
-    mutable absl::Mutex mu;
-    uint32_t count ABSL_GUARDED_BY(mu) = 0;
+    mutable Mutex mu;
+    // Written under mu; read without it by free_frames().
+    std::atomic<uint32_t> count{0};
     uint32_t frames[kShardCapacity] ABSL_GUARDED_BY(mu);
   };
 
@@ -93,6 +95,8 @@ class FrameAllocator {
   // Moves kBatch frames from a full `shard` to the pool.
   void SpillLocked(Shard& shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   bool StealFromAnyShard(uint64_t* mfn);
+  static bool PopLocked(Shard& shard, uint64_t* mfn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Pushes a frame onto the calling CPU's shard.
   void PushLocal(Mfn mfn);
 
@@ -102,12 +106,12 @@ class FrameAllocator {
   const std::unique_ptr<Shard[]> shards_;
 
   // Always taken after a Shard::mu, never before.
-  mutable absl::Mutex pool_mu_;
+  mutable Mutex pool_mu_;
   uint32_t pool_head_ ABSL_GUARDED_BY(pool_mu_) = kNilLink;
   // Frames [never_used_next_, frame_count) have never been allocated.
   uint64_t never_used_next_ ABSL_GUARDED_BY(pool_mu_) = 0;
-
-  std::atomic<uint64_t> free_frames_;
+  // Frames in the pool (listed or never used). Written under pool_mu_.
+  std::atomic<uint64_t> pool_free_;
 };
 
 }  // namespace hvmm

@@ -51,13 +51,13 @@ absl::Status CheckBatchSize(uint64_t n, const char* what) {
 class MemoryManager::LockedDomain {
  public:
   explicit LockedDomain(std::shared_ptr<Domain> d)
-      : domain_(std::move(d)), lock_(new absl::MutexLock(&domain_->mu())) {}
+      : domain_(std::move(d)), lock_(new MutexLock(&domain_->mu())) {}
   Domain& operator*() const { return *domain_; }
   Domain* operator->() const { return domain_.get(); }
 
  private:
   std::shared_ptr<Domain> domain_;
-  std::unique_ptr<absl::MutexLock> lock_;
+  std::unique_ptr<MutexLock> lock_;
 };
 
 absl::StatusOr<std::unique_ptr<MemoryManager>> MemoryManager::Create(
@@ -78,13 +78,13 @@ MemoryManager::MemoryManager(std::unique_ptr<FrameTable> table,
       retirer_(&immediate_retirer_) {}
 
 void MemoryManager::SetRetirer(FrameRetirer* retirer) {
-  absl::MutexLock lock(&domains_mu_);
+  WriterMutexLock lock(&domains_mu_);
   HVMM_CHECK(domains_.empty()) << "retirer replaced while domains exist";
   retirer_ = retirer;
 }
 
 std::shared_ptr<Domain> MemoryManager::FindDomain(DomainId domain) const {
-  absl::ReaderMutexLock lock(&domains_mu_);
+  ReaderMutexLock lock(&domains_mu_);
   auto it = domains_.find(domain);
   return it == domains_.end() ? nullptr : it->second;
 }
@@ -130,7 +130,7 @@ absl::StatusOr<DomainId> MemoryManager::CreateDomain(
     const DomainConfig& config) {
   if (absl::Status s = CheckDomainConfig(config); !s.ok()) return s;
   // Held throughout, so that the audit never sees a half-built domain.
-  absl::MutexLock registry_lock(&domains_mu_);
+  WriterMutexLock registry_lock(&domains_mu_);
   if (names_.contains(config.name)) return DomainNameTakenError(config.name);
   if (next_domain_id_ == 0) {
     return absl::ResourceExhaustedError("domain ids exhausted");
@@ -139,7 +139,7 @@ absl::StatusOr<DomainId> MemoryManager::CreateDomain(
   auto domain = std::make_shared<Domain>(id, config.name, config.vcpus,
                                          config.max_pages);
   {
-    absl::MutexLock lock(&domain->mu());
+    MutexLock lock(&domain->mu());
     std::vector<Mfn> frames;
     if (absl::StatusOr<uint32_t> s = AllocateIntoLocked(*domain, 1, &frames);
         !s.ok()) {
@@ -169,7 +169,7 @@ absl::Status MemoryManager::DestroyDomain(DomainId id) {
   std::shared_ptr<Domain> domain = FindDomain(id);
   if (domain == nullptr) return UnknownDomainError(id);
   {
-    absl::MutexLock lock(&domain->mu());
+    MutexLock lock(&domain->mu());
     if (domain->dying_locked()) return UnknownDomainError(id);
     domain->set_dying_locked();
 
@@ -196,7 +196,7 @@ absl::Status MemoryManager::DestroyDomain(DomainId id) {
     retirer_->Retire(id, frames);
   }
   retirer_->Drain(id);
-  absl::MutexLock registry_lock(&domains_mu_);
+  WriterMutexLock registry_lock(&domains_mu_);
   names_.erase(domain->name());
   domains_.erase(id);
   return absl::OkStatus();
@@ -219,7 +219,7 @@ absl::StatusOr<DomainInfo> MemoryManager::GetDomainInfo(DomainId id) const {
 std::vector<DomainInfo> MemoryManager::ListDomains() const {
   std::vector<DomainId> ids;
   {
-    absl::ReaderMutexLock lock(&domains_mu_);
+    ReaderMutexLock lock(&domains_mu_);
     for (const auto& [id, d] : domains_) ids.push_back(id);
   }
   std::sort(ids.begin(), ids.end());
@@ -469,7 +469,7 @@ absl::StatusOr<FrameSnapshot> MemoryManager::InspectFrame(Mfn mfn) const {
     if (!owner.valid()) return snap;  // Free or retiring: counts are all 0.
     std::shared_ptr<Domain> domain = FindDomain(owner);
     if (domain == nullptr) continue;  // Released meanwhile; look again.
-    absl::MutexLock lock(&domain->mu());
+    MutexLock lock(&domain->mu());
     if (info.owner.load(std::memory_order_relaxed) != owner.value()) continue;
     snap.owner = owner;
     snap.count = info.count;
@@ -483,7 +483,7 @@ absl::StatusOr<FrameSnapshot> MemoryManager::InspectFrame(Mfn mfn) const {
 }
 
 absl::Status MemoryManager::Audit() const {
-  absl::ReaderMutexLock registry_lock(&domains_mu_);
+  ReaderMutexLock registry_lock(&domains_mu_);
   std::vector<const Domain*> domains;
   for (const auto& [id, d] : domains_) domains.push_back(d.get());
   std::sort(domains.begin(), domains.end(),

@@ -35,7 +35,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "absl/types/span.h"
 #include "flush/tlb_clock.h"
 #include "mm/address_space.h"
@@ -176,7 +176,7 @@ class MemoryManager {
   ImmediateRetirer immediate_retirer_;
   FrameRetirer* retirer_;
 
-  mutable absl::Mutex domains_mu_;
+  mutable RwMutex domains_mu_;
   absl::flat_hash_map<DomainId, std::shared_ptr<Domain>> domains_
       ABSL_GUARDED_BY(domains_mu_);
   absl::flat_hash_map<std::string, DomainId> names_

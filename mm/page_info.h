@@ -58,7 +58,19 @@ struct PageInfo {
   uint32_t link;
   PageType type;
   uint8_t flags;  // PageFlag bits.
-  uint8_t reserved[6];
+  // Id of the last TypeTransaction that journaled this record (48 bits, never
+  // wraps in practice). Bookkeeping, not state: it lets a transaction see in
+  // O(1) whether it already saved the record. Owner's lock, like the counts.
+  uint16_t txn_tag_high;
+  uint32_t txn_tag_low;
+
+  uint64_t txn_tag() const {
+    return (uint64_t{txn_tag_high} << 32) | txn_tag_low;
+  }
+  void set_txn_tag(uint64_t tag) {
+    txn_tag_high = static_cast<uint16_t>(tag >> 32);
+    txn_tag_low = static_cast<uint32_t>(tag);
+  }
 
   bool has(PageFlag f) const { return (flags & f) != 0; }
   void set(PageFlag f) { flags |= f; }

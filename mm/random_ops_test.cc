@@ -99,9 +99,16 @@ class RandomOps {
     if (r < 3) return Mfn(mm_->frame_table().frame_count() + Uniform(10));
     if (r < 8) return Mfn(Uniform(mm_->frame_table().frame_count()));
     std::shared_ptr<Domain> dom = mm_->FindDomain(d);
-    absl::MutexLock lock(&dom->mu());
+    MutexLock lock(&dom->mu());
     const std::vector<Mfn>& owned = dom->owned_frames_locked();
     return owned[Uniform(owned.size())];
+  }
+  // Usually a table on some walk's path (so in use); else any frame.
+  Mfn TableInUse(DomainId d) {
+    absl::StatusOr<WalkResult> w =
+        mm_->Walk(d, VcpuId(Uniform(2)), RandomVa(), Access::kRead);
+    if (!w.ok() || w->tables_read == 0) return RandomFrame(d);
+    return w->tables[Uniform(w->tables_read)];
   }
   uint64_t RandomEntry(DomainId d) {
     if (Uniform(4) == 0) return 0;
@@ -142,7 +149,7 @@ class RandomOps {
       case kMmuUpdate: {
         std::vector<EntryUpdate> batch;
         for (uint64_t i = 0, n = 1 + Uniform(4); i < n; ++i) {
-          batch.push_back({RandomFrame(d),
+          batch.push_back({Uniform(4) != 0 ? TableInUse(d) : RandomFrame(d),
                            static_cast<uint32_t>(Uniform(20) == 0
                                                      ? 512
                                                      : Uniform(8)),

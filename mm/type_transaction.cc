@@ -1,15 +1,28 @@
 #include "mm/type_transaction.h"
 
+#include <atomic>
+
 #include "base/check.h"
 #include "mm/mm_errors.h"
 #include "mm/pte.h"
 
 namespace hvmm {
+namespace {
+
+// 0 is never issued: zero-filled records must not look journaled.
+std::atomic<uint64_t> next_transaction_id{1};
+
+}  // namespace
 
 TypeTransaction::TypeTransaction(const FrameTable* table,
                                  const TlbClock* clock, DomainId domain,
                                  Mode mode)
-    : table_(table), clock_(clock), domain_(domain), mode_(mode) {}
+    : table_(table),
+      clock_(clock),
+      domain_(domain),
+      mode_(mode),
+      id_(next_transaction_id.fetch_add(1, std::memory_order_relaxed) &
+          ((uint64_t{1} << 48) - 1)) {}
 
 TypeTransaction::~TypeTransaction() {
   if (done_) return;
@@ -29,8 +42,11 @@ absl::Status TypeTransaction::CheckOwned(Mfn mfn) const {
 
 PageInfo& TypeTransaction::Touch(Mfn mfn) {
   PageInfo& info = table_->info(mfn);
-  snapshots_.try_emplace(mfn.value(), Snapshot{info.count, info.type_count,
-                                               info.type, info.flags});
+  if (info.txn_tag() != id_) {
+    snapshots_.push_back(
+        Snapshot{mfn, info.count, info.type_count, info.type, info.flags});
+    info.set_txn_tag(id_);
+  }
   return info;
 }
 
@@ -63,7 +79,7 @@ absl::Status TypeTransaction::GetPageType(Mfn mfn, PageType type) {
   // Count 0: the type may change (rule 1) and must be (re)validated (rule 2).
   Touch(mfn);
   if (info.type != type) {
-    if (IsPageTableType(info.type)) snapshots_[mfn.value()].left_table_type = true;
+    if (IsPageTableType(info.type)) left_table_type_.push_back(mfn);
     info.type = type;
   }
   info.clear(kPageValidated);
@@ -79,7 +95,7 @@ void TypeTransaction::PutPageType(Mfn mfn) {
   PageInfo& info = Touch(mfn);
   HVMM_CHECK(info.type_count >= 1) << mfn << " type count underflow";
   if (--info.type_count > 0) return;
-  snapshots_[mfn.value()].type_count_hit_zero = true;
+  type_count_hit_zero_.push_back(mfn);
   if (IsPageTableType(info.type) && info.has(kPageValidated)) {
     info.clear(kPageValidated);
     Devalidate(mfn, LevelOf(info.type));
@@ -173,14 +189,11 @@ void TypeTransaction::Commit() {
   HVMM_CHECK(!done_);
   done_ = true;
   const uint32_t now = clock_->Now();
-  for (const auto& [raw, snap] : snapshots_) {
-    PageInfo& info = table_->info(Mfn(raw));
-    if (snap.left_table_type) {
-      info.generation.fetch_add(1, std::memory_order_release);
-    }
-    if (snap.type_count_hit_zero) {
-      info.tlbflush_timestamp.store(now, std::memory_order_relaxed);
-    }
+  for (Mfn mfn : type_count_hit_zero_) {
+    table_->info(mfn).tlbflush_timestamp.store(now, std::memory_order_relaxed);
+  }
+  for (Mfn mfn : left_table_type_) {
+    table_->info(mfn).generation.fetch_add(1, std::memory_order_release);
   }
   for (const auto& [key, entry] : staged_order_) {
     const Mfn table(key / kEntriesPerTable);
@@ -193,8 +206,8 @@ void TypeTransaction::Abort() {
   HVMM_CHECK(!done_ && mode_ == Mode::kStaged)
       << "only an open staged transaction can abort";
   done_ = true;
-  for (const auto& [raw, snap] : snapshots_) {
-    PageInfo& info = table_->info(Mfn(raw));
+  for (const Snapshot& snap : snapshots_) {
+    PageInfo& info = table_->info(snap.mfn);
     info.count = snap.count;
     info.type_count = snap.type_count;
     info.type = snap.type;

@@ -98,12 +98,11 @@ class TypeTransaction {
 
  private:
   struct Snapshot {
+    Mfn mfn;
     uint32_t count;
     uint32_t type_count;
     PageType type;
     uint8_t flags;
-    bool left_table_type = false;  // Rule 5: bump generation on commit.
-    bool type_count_hit_zero = false;  // Rule 3: stamp on commit.
   };
 
   // Snapshots the record before its first change in this transaction.
@@ -120,7 +119,13 @@ class TypeTransaction {
   const Mode mode_;
   bool done_ = false;
 
-  absl::flat_hash_map<uint64_t, Snapshot> snapshots_;
+  // This transaction's id; a record whose txn_tag equals it is journaled.
+  const uint64_t id_;
+  // Each touched record once, in first-touch order.
+  std::vector<Snapshot> snapshots_;
+  // Applied by Commit(): rule 5 (generation) and rule 3 (stamp). May repeat.
+  std::vector<Mfn> left_table_type_;
+  std::vector<Mfn> type_count_hit_zero_;
   // kStaged only: latest staged value per entry, and all writes in order.
   absl::flat_hash_map<uint64_t, uint64_t> staged_;
   std::vector<std::pair<uint64_t, uint64_t>> staged_order_;
