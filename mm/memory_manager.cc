@@ -256,10 +256,8 @@ absl::Status MemoryManager::DecreaseReservation(DomainId id,
   if (!d.ok()) return d.status();
   Domain& domain = **d;
   absl::flat_hash_set<Mfn> seen;
-  TypeTransaction check(table_.get(), &clock_, id,
-                        TypeTransaction::Mode::kStaged);
   for (Mfn mfn : frames) {
-    if (absl::Status s = check.CheckOwned(mfn); !s.ok()) return s;
+    if (absl::Status s = CheckFrameOwned(*table_, mfn, id); !s.ok()) return s;
     if (!seen.insert(mfn).second) {
       return MalformedArgumentError(
           absl::StrFormat("mfn 0x%x is listed twice", mfn.value()));
@@ -269,7 +267,6 @@ absl::Status MemoryManager::DecreaseReservation(DomainId id,
       return FrameInUseError(mfn, info.count, info.type_count);
     }
   }
-  check.Commit();  // Nothing staged: the checks above changed nothing.
   std::vector<Mfn> released(frames.begin(), frames.end());
   for (Mfn mfn : released) {
     if (domain.root_locked() == mfn) domain.set_root_locked(std::nullopt);
@@ -369,6 +366,19 @@ absl::Status MemoryManager::MmuUpdate(DomainId id,
   return absl::OkStatus();
 }
 
+absl::StatusOr<Mfn> MemoryManager::RangeRootLocked(const Domain& domain) const {
+  std::optional<Mfn> root = domain.root_locked();
+  if (!root) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "domain %u has released its root table", domain.id().value()));
+  }
+  const PageInfo& info = table_->info(*root);
+  if (info.type != PageType::kL4 || info.type_count == 0) {
+    return NotAPageTableError(*root, info.type, info.type_count);
+  }
+  return *root;
+}
+
 absl::StatusOr<MapRangeResult> MemoryManager::MapRange(DomainId id,
                                                        Vaddr start,
                                                        uint64_t pages,
@@ -377,14 +387,8 @@ absl::StatusOr<MapRangeResult> MemoryManager::MapRange(DomainId id,
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
   Domain& domain = **d;
-  std::optional<Mfn> root = domain.root_locked();
-  if (!root) {
-    return absl::FailedPreconditionError("domain has no root table");
-  }
-  const PageInfo& root_info = table_->info(*root);
-  if (root_info.type != PageType::kL4 || root_info.type_count == 0) {
-    return NotAPageTableError(*root, root_info.type, root_info.type_count);
-  }
+  absl::StatusOr<Mfn> root = RangeRootLocked(domain);
+  if (!root.ok()) return root.status();
   absl::StatusOr<uint64_t> tables =
       PlanMapRangeLocked(*table_, *root, start, pages);
   if (!tables.ok()) return tables.status();
@@ -414,14 +418,8 @@ absl::StatusOr<UnmapRangeResult> MemoryManager::UnmapRange(DomainId id,
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
   Domain& domain = **d;
-  std::optional<Mfn> root = domain.root_locked();
-  if (!root) {
-    return absl::FailedPreconditionError("domain has no root table");
-  }
-  const PageInfo& root_info = table_->info(*root);
-  if (root_info.type != PageType::kL4 || root_info.type_count == 0) {
-    return NotAPageTableError(*root, root_info.type, root_info.type_count);
-  }
+  absl::StatusOr<Mfn> root = RangeRootLocked(domain);
+  if (!root.ok()) return root.status();
   // 1. Unhook the entries and drop their references.
   std::vector<Mfn> to_release;
   TypeTransaction txn(table_.get(), &clock_, id,

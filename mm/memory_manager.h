@@ -170,6 +170,11 @@ class MemoryManager {
                                               std::vector<Mfn>* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(domain.mu());
 
+  // The root MapRange/UnmapRange work under: the domain's own, still a
+  // validated L4. kFailedPrecondition otherwise.
+  absl::StatusOr<Mfn> RangeRootLocked(const Domain& domain) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(domain.mu());
+
   const std::unique_ptr<FrameTable> table_;
   TlbClock clock_;
   FrameAllocator allocator_;

@@ -31,11 +31,12 @@ TypeTransaction::~TypeTransaction() {
   Abort();
 }
 
-absl::Status TypeTransaction::CheckOwned(Mfn mfn) const {
-  if (!table_->Contains(mfn)) return BadFrameError(mfn);
-  if (table_->info(mfn).owner.load(std::memory_order_relaxed) !=
-      domain_.value()) {
-    return ForeignFrameError(mfn, domain_);
+absl::Status CheckFrameOwned(const FrameTable& table, Mfn mfn,
+                             DomainId domain) {
+  if (!table.Contains(mfn)) return BadFrameError(mfn);
+  if (table.info(mfn).owner.load(std::memory_order_relaxed) !=
+      domain.value()) {
+    return ForeignFrameError(mfn, domain);
   }
   return absl::OkStatus();
 }

@@ -52,6 +52,11 @@
 
 namespace hvmm {
 
+// kInvalidArgument if mfn is beyond the table, kPermissionDenied if `domain`
+// does not own it. Safe without the owner's lock (reads the atomic owner).
+absl::Status CheckFrameOwned(const FrameTable& table, Mfn mfn,
+                             DomainId domain);
+
 class TypeTransaction {
  public:
   enum class Mode { kStaged, kWriteThrough };
@@ -63,9 +68,9 @@ class TypeTransaction {
   TypeTransaction(const TypeTransaction&) = delete;
   TypeTransaction& operator=(const TypeTransaction&) = delete;
 
-  // kInvalidArgument if mfn is beyond the table, kPermissionDenied if the
-  // domain does not own it.
-  absl::Status CheckOwned(Mfn mfn) const;
+  absl::Status CheckOwned(Mfn mfn) const {
+    return CheckFrameOwned(*table_, mfn, domain_);
+  }
 
   // General reference. REQUIRES for Put: a reference taken earlier.
   absl::Status GetPage(Mfn mfn);

@@ -10,7 +10,7 @@ declares `:hvmm_proto` (a cc_library with the message and gRPC stub code) and
 `:hvmm_proto_gen` (the genrule producing x.pb.{h,cc} and x.grpc.pb.{h,cc}).
 """
 
-def hvmm_proto_library(name, src, deps = [], visibility = None):
+def hvmm_proto_library(name, src, deps = [], visibility = None, testonly = False):
     base = src[:-len(".proto")]
     pkg = native.package_name()
     outs = [
@@ -32,6 +32,7 @@ def hvmm_proto_library(name, src, deps = [], visibility = None):
             "$(location " + src + ")",
         ]),
         visibility = visibility,
+        testonly = testonly,
     )
     native.cc_library(
         name = name,
@@ -42,4 +43,5 @@ def hvmm_proto_library(name, src, deps = [], visibility = None):
             "//third_party:protobuf",
         ],
         visibility = visibility,
+        testonly = testonly,
     )

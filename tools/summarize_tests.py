@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Prints 'N passed, N failed' for a `bazel test --test_summary=short` run.
+"""Prints 'N passed, N failed' for `bazel test --test_summary=short` runs.
 
-Usage: summarize_tests.py BAZEL_OUTPUT_LOG BAZEL_TESTLOGS_DIR
+Usage: summarize_tests.py LOG TESTLOGS_DIR [LOG TESTLOGS_DIR ...]
+
+Each pair is one bazel run: its console output and a copy of its testlogs
+directory. The counts of all runs are added up.
 
 Counts GoogleTest cases from each reported target's test.xml. A target that
 failed to build, timed out, or left no test.xml counts as one failed case.
@@ -31,8 +34,8 @@ def count_cases(xml_path):
     return passed, failed
 
 
-def main():
-    log_path, testlogs = sys.argv[1], sys.argv[2]
+def count_run(log_path, testlogs):
+    """Returns (passed, failed) for one bazel run."""
     passed = failed = 0
     seen = set()
     with open(log_path, errors="replace") as log:
@@ -58,6 +61,18 @@ def main():
                 f = 1  # The target failed but no case says why.
             passed += p
             failed += f
+    return passed, failed
+
+
+def main():
+    args = sys.argv[1:]
+    if not args or len(args) % 2:
+        sys.exit("usage: summarize_tests.py LOG TESTLOGS_DIR [LOG TESTLOGS_DIR ...]")
+    passed = failed = 0
+    for i in range(0, len(args), 2):
+        p, f = count_run(args[i], args[i + 1])
+        passed += p
+        failed += f
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 and passed > 0 else 1
 

@@ -1,29 +1,57 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it: install -> build -> test -> summary.
 #
-# Usage: tools/test.sh [extra bazel test flags]
-#   e.g. tools/test.sh --config=asan
+# Usage: tools/test.sh
+#   HVMM_SANITIZERS=0 tools/test.sh   skips the ASan/TSan passes (quicker)
 #
-# Ends with a line of its own, "N passed, N failed", counting test cases
-# (GoogleTest cases from each target's test.xml; a target that failed to
-# build or produced no results counts as one failure). Exits non-zero on any
-# failure.
+# Passes:
+#   1. bazel test //...                          every test, optimized build
+#   2. bazel test --config=asan <core targets>   AddressSanitizer
+#   3. bazel test --config=tsan <core targets>   ThreadSanitizer
+# The core targets are the libraries that link no gRPC (uninstrumented system
+# gRPC makes TSan report false races).
+#
+# Ends with a line of its own, "N passed, N failed", counting test cases over
+# all passes (GoogleTest cases from each target's test.xml; a target that
+# failed to build or produced no results counts as one failure). Exits
+# non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+SANITIZER_TARGETS=(//mm/... //flush/...)
+
 bash tools/install_deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+summary_args=()
+overall_rc=0
 
-bazel test //... --keep_going --test_summary=short "$@" 2>&1 | tee "$log"
-bazel_rc=${PIPESTATUS[0]}
+# run_pass NAME [bazel test args...]
+run_pass() {
+  local name=$1
+  shift
+  echo "=== tools/test.sh: pass '$name': bazel test $*"
+  bazel test --keep_going --test_summary=short "$@" 2>&1 | tee "$work/$name.log"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] || overall_rc=1
+  # Passes may share a testlogs directory (asan and tsan are both k8-dbg):
+  # keep this pass's results before the next one overwrites them.
+  local configs=() arg testlogs
+  for arg in "$@"; do [[ $arg == --config=* ]] && configs+=("$arg"); done
+  testlogs=$(bazel info "${configs[@]}" bazel-testlogs 2>/dev/null)
+  mkdir -p "$work/$name.testlogs"
+  [ -d "$testlogs" ] && cp -rL "$testlogs/." "$work/$name.testlogs/" 2>/dev/null
+  summary_args+=("$work/$name.log" "$work/$name.testlogs")
+}
 
-python3 tools/summarize_tests.py "$log" "$(bazel info bazel-testlogs 2>/dev/null)"
-summary_rc=$?
+run_pass all //...
+if [ "${HVMM_SANITIZERS:-1}" != "0" ]; then
+  run_pass asan --config=asan "${SANITIZER_TARGETS[@]}"
+  run_pass tsan --config=tsan "${SANITIZER_TARGETS[@]}"
+fi
 
 if [ "${CI:-}" = "true" ]; then bazel shutdown >/dev/null 2>&1; fi
 
-# 4 = build ok but no tests; anything else non-zero is a failure.
-if [ "$bazel_rc" -ne 0 ] || [ "$summary_rc" -ne 0 ]; then exit 1; fi
-exit 0
+python3 tools/summarize_tests.py "${summary_args[@]}" || overall_rc=1
+exit "$overall_rc"
