@@ -12,10 +12,8 @@
 #define HVMM_MM_TYPES_H_
 
 #include <cstdint>
-#include <functional>
-#include <utility>
 #include <ostream>
-#include <string>
+#include <utility>
 
 namespace hvmm {
 
