@@ -207,7 +207,11 @@ TEST_F(AddressSpaceTest, WalkRecordsTableGenerationsThatFreeingChanges) {
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(w.tables_read, 4u);
   EXPECT_TRUE(TablesUnchanged(mm_->frame_table(), w));
+  EXPECT_EQ(w.data_generation,
+            mm_->InspectFrame(w.mfn).value().generation);
   ASSERT_TRUE(mm_->UnmapRange(d_, Vaddr(0), 1).ok());
+  EXPECT_NE(mm_->InspectFrame(w.mfn).value().generation, w.data_generation)
+      << "the data frame was freed";
   // The L3, L2 and L1 were freed: a walker that still held them would know.
   EXPECT_FALSE(TablesUnchanged(mm_->frame_table(), w));
 }

@@ -64,6 +64,8 @@ WalkResult WalkTables(const FrameTable& table, Mfn root, Vaddr va,
   }
   r.mfn = current;
   r.writable = writable;
+  r.data_generation =
+      table.info(current).generation.load(std::memory_order_acquire);
   return r;
 }
 

@@ -42,6 +42,9 @@ struct WalkResult {
   Level fault_level = Level::kL4;  // Level of the entry that faulted.
   Mfn mfn{0};                      // The data frame, when kOk.
   bool writable = false;           // RW set at every level.
+  // The data frame's generation, read after the leaf entry (when kOk): a TLB
+  // entry built from this walk is stale once it changes (coherence, §6).
+  uint32_t data_generation = 0;
   // Tables read, root first, with their generations before each read.
   uint32_t tables_read = 0;
   std::array<Mfn, 4> tables{Mfn(0), Mfn(0), Mfn(0), Mfn(0)};
