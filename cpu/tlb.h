@@ -123,6 +123,10 @@ class Tlb {
   uint64_t flushes_applied() const {
     return flushes_applied_.load(std::memory_order_relaxed);
   }
+  // Remote invalidations requested of this TLB (RequestFlush calls).
+  uint64_t requests_received() const {
+    return request_seq_.load(std::memory_order_relaxed);
+  }
   uint64_t fills_dropped() const {
     return fills_dropped_.load(std::memory_order_relaxed);
   }

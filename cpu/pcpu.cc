@@ -1,0 +1,117 @@
+#include "cpu/pcpu.h"
+
+#include <chrono>
+#include <mutex>
+#include <utility>
+
+#include "base/check.h"
+
+namespace hvmm {
+
+void IpiFlush::Acknowledge() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  std::lock_guard<std::mutex> lock(mu_.native());
+  HVMM_CHECK(pending_ > 0) << "IPI acknowledged more often than sent";
+  if (--pending_ == 0) cv_.notify_all();
+}
+
+void IpiFlush::Wait() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  std::unique_lock<std::mutex> lock(mu_.native());
+  cv_.wait(lock, [&] { return pending_ == 0; });
+}
+
+Pcpu::Pcpu(int id, TlbClock* clock, Tlb::Options tlb_options)
+    : id_(id), clock_(clock), tlb_(tlb_options) {}
+
+Pcpu::~Pcpu() { Stop(); }
+
+void Pcpu::Start(Step step) {
+  HVMM_CHECK(!thread_.joinable()) << "pCPU " << id_ << " started twice";
+  {
+    MutexLock lock(&mu_);
+    stop_ = false;
+  }
+  thread_ = std::thread([this, step = std::move(step)] { Run(step); });
+}
+
+void Pcpu::Stop() {
+  {
+    MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // Nobody may be left waiting on an IPI to a stopped pCPU.
+  ServeMailbox();
+}
+
+void Pcpu::Kick() {
+  {
+    MutexLock lock(&mu_);
+    kicked_ = true;
+  }
+  wake_.notify_all();
+}
+
+void Pcpu::PostIpi(IpiFlush* ipi) {
+  {
+    MutexLock lock(&mu_);
+    HVMM_CHECK(!stop_) << "IPI posted to stopped pCPU " << id_;
+    mailbox_.push_back(ipi);
+    has_mail_.store(true, std::memory_order_release);
+  }
+  wake_.notify_all();
+}
+
+void Pcpu::FlushLocal(const FlushScope& scope) {
+  if (scope.kind == FlushScope::Kind::kAll) {
+    const uint32_t t = clock_->Tick();
+    tlb_.Flush(scope);
+    // 0 means the clock wrapped: until the period resets, NeedFlush() says
+    // yes for every CPU, so a flush time of 0 is safe.
+    flush_time_.store(t, std::memory_order_release);
+    return;
+  }
+  tlb_.Flush(scope);
+}
+
+void Pcpu::ServeMailbox() {
+  std::deque<IpiFlush*> mail;
+  {
+    MutexLock lock(&mu_);
+    mail.swap(mailbox_);
+    has_mail_.store(false, std::memory_order_relaxed);
+  }
+  for (IpiFlush* ipi : mail) {
+    for (const FlushScope& s : ipi->scopes()) FlushLocal(s);
+    ipis_served_.fetch_add(1, std::memory_order_relaxed);
+    ipi->Acknowledge();
+  }
+}
+
+void Pcpu::Run(Step step) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  for (;;) {
+    // Interrupts off: the step's reads of page tables are a read-side
+    // section no IPI can interrupt.
+    irqs_enabled_.store(false, std::memory_order_release);
+    const bool worked = step(*this);
+    irqs_enabled_.store(true, std::memory_order_release);
+    steps_.fetch_add(1, std::memory_order_relaxed);
+
+    // Interrupt window.
+    if (has_mail_.load(std::memory_order_acquire)) ServeMailbox();
+
+    std::unique_lock<std::mutex> lock(mu_.native());
+    if (stop_) return;
+    if (!worked && mailbox_.empty() && !kicked_) {
+      // Idle, interrupts on: an IPI, a kick or Stop() wakes us; poll for new
+      // work now and then.
+      wake_.wait_for(lock, std::chrono::milliseconds(1), [&] {
+        return stop_ || kicked_ || !mailbox_.empty();
+      });
+      if (stop_) return;
+    }
+    kicked_ = false;
+  }
+}
+
+}  // namespace hvmm

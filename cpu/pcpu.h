@@ -1,0 +1,128 @@
+// Pcpu: one simulated physical CPU.
+//
+// A worker thread with a Tlb, a flush time on the TlbClock, an interrupt flag
+// and an IPI mailbox (DESIGN §2). It alternates between guest work and
+// interrupt windows:
+//
+//   loop:
+//     interrupts off; run one work step (e.g. a TLB use or a lockless walk)
+//     interrupts on; serve the mailbox          <- the only place IPIs run
+//     no work? idle with interrupts on until an IPI, new work, or Stop()
+//
+// So an IPI posted while the pCPU is inside an interrupts-off section is
+// acknowledged only after that section ends. Lockless walkers rely on exactly
+// that (seed 004: Xen's spurious_page_fault; Linux GUP-fast): an IPI flush
+// that has been acknowledged by every target proves that no walk which began
+// before it is still running there. A hypervisor-assisted flush invalidates
+// the Tlb remotely (Tlb::RequestFlush) and proves nothing of the kind.
+//
+// Thread-safety: PostIpi(), Stop(), irqs_enabled(), flush_time(), the
+// counters and tlb().RequestFlush() from any thread; tlb() otherwise only
+// from the step, on this pCPU's thread.
+#ifndef HVMM_CPU_PCPU_H_
+#define HVMM_CPU_PCPU_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "base/mutex.h"
+#include "cpu/tlb.h"
+#include "flush/tlb_clock.h"
+
+namespace hvmm {
+
+// A flush delivered by IPI. The sender owns it and waits in Wait() until
+// every target has served it.
+class IpiFlush {
+ public:
+  IpiFlush(std::vector<FlushScope> scopes, int targets)
+      : scopes_(std::move(scopes)), pending_(targets) {}
+  IpiFlush(const IpiFlush&) = delete;
+  IpiFlush& operator=(const IpiFlush&) = delete;
+
+  const std::vector<FlushScope>& scopes() const { return scopes_; }
+  // Called by each target once it has applied the flush.
+  void Acknowledge();
+  // Returns once every target has acknowledged.
+  void Wait();
+
+ private:
+  const std::vector<FlushScope> scopes_;
+  Mutex mu_;
+  std::condition_variable cv_;
+  int pending_ ABSL_GUARDED_BY(mu_);
+};
+
+class Pcpu {
+ public:
+  // One unit of guest work, run with interrupts off on the pCPU's thread.
+  // Returns false when there was nothing to do (the pCPU then idles).
+  using Step = std::function<bool(Pcpu&)>;
+
+  Pcpu(int id, TlbClock* clock, Tlb::Options tlb_options);
+  ~Pcpu();  // Stops the thread if running.
+  Pcpu(const Pcpu&) = delete;
+  Pcpu& operator=(const Pcpu&) = delete;
+
+  // Starts the thread. REQUIRES: not running.
+  void Start(Step step);
+  // Serves IPIs already posted, then stops and joins the thread.
+  void Stop();
+  // Wakes an idle pCPU to look for work again.
+  void Kick();
+
+  // Queues an IPI; the pCPU applies its scopes and acknowledges it in its
+  // next interrupt window. `ipi` must live until acknowledged.
+  // REQUIRES: Stop() has not been called (nobody would ever serve it).
+  void PostIpi(IpiFlush* ipi);
+
+  int id() const { return id_; }
+  Tlb& tlb() { return tlb_; }
+  bool irqs_enabled() const {
+    return irqs_enabled_.load(std::memory_order_acquire);
+  }
+  // TlbClock time of this pCPU's last full flush (0: never).
+  uint32_t flush_time() const {
+    return flush_time_.load(std::memory_order_acquire);
+  }
+  uint64_t steps() const { return steps_.load(std::memory_order_relaxed); }
+  uint64_t ipis_served() const {
+    return ipis_served_.load(std::memory_order_relaxed);
+  }
+
+  // Applies a flush on this pCPU (its own thread only). A full flush ticks
+  // the TlbClock and records the new flush time (Xen pre_flush/post_flush).
+  void FlushLocal(const FlushScope& scope);
+
+ private:
+  void Run(Step step);
+  // Serves every queued IPI. Interrupts must be on.
+  void ServeMailbox();
+
+  const int id_;
+  TlbClock* const clock_;
+  Tlb tlb_;
+  std::thread thread_;
+
+  std::atomic<bool> irqs_enabled_{true};
+  std::atomic<uint32_t> flush_time_{0};
+  std::atomic<uint64_t> steps_{0};
+  std::atomic<uint64_t> ipis_served_{0};
+
+  Mutex mu_;
+  std::condition_variable wake_;
+  std::deque<IpiFlush*> mailbox_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool kicked_ ABSL_GUARDED_BY(mu_) = false;
+  // Lets the work loop skip the lock when the mailbox is empty.
+  std::atomic<bool> has_mail_{false};
+};
+
+}  // namespace hvmm
+
+#endif  // HVMM_CPU_PCPU_H_
