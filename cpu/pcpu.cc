@@ -26,17 +26,14 @@ Pcpu::~Pcpu() { Stop(); }
 
 void Pcpu::Start(Step step) {
   HVMM_CHECK(!thread_.joinable()) << "pCPU " << id_ << " started twice";
-  {
-    MutexLock lock(&mu_);
-    stop_ = false;
-  }
+  stop_.store(false, std::memory_order_relaxed);
   thread_ = std::thread([this, step = std::move(step)] { Run(step); });
 }
 
 void Pcpu::Stop() {
   {
     MutexLock lock(&mu_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_relaxed);
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
@@ -55,7 +52,8 @@ void Pcpu::Kick() {
 void Pcpu::PostIpi(IpiFlush* ipi) {
   {
     MutexLock lock(&mu_);
-    HVMM_CHECK(!stop_) << "IPI posted to stopped pCPU " << id_;
+    HVMM_CHECK(!stop_.load(std::memory_order_relaxed))
+        << "IPI posted to stopped pCPU " << id_;
     mailbox_.push_back(ipi);
     has_mail_.store(true, std::memory_order_release);
   }
@@ -90,26 +88,25 @@ void Pcpu::ServeMailbox() {
 
 void Pcpu::Run(Step step) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   for (;;) {
+    // Interrupt window: interrupts are on here and only here.
+    if (has_mail_.load(std::memory_order_acquire)) ServeMailbox();
+    if (stop_.load(std::memory_order_acquire)) return;
+
     // Interrupts off: the step's reads of page tables are a read-side
-    // section no IPI can interrupt.
+    // section that no IPI can interrupt.
     irqs_enabled_.store(false, std::memory_order_release);
     const bool worked = step(*this);
     irqs_enabled_.store(true, std::memory_order_release);
     steps_.fetch_add(1, std::memory_order_relaxed);
+    if (worked) continue;
 
-    // Interrupt window.
-    if (has_mail_.load(std::memory_order_acquire)) ServeMailbox();
-
+    // Idle, interrupts on: an IPI, a kick or Stop() wakes us; poll for new
+    // work now and then. The next iteration's window serves any IPI first.
     std::unique_lock<std::mutex> lock(mu_.native());
-    if (stop_) return;
-    if (!worked && mailbox_.empty() && !kicked_) {
-      // Idle, interrupts on: an IPI, a kick or Stop() wakes us; poll for new
-      // work now and then.
-      wake_.wait_for(lock, std::chrono::milliseconds(1), [&] {
-        return stop_ || kicked_ || !mailbox_.empty();
-      });
-      if (stop_) return;
-    }
+    wake_.wait_for(lock, std::chrono::milliseconds(1), [&] {
+      return stop_.load(std::memory_order_relaxed) || kicked_ ||
+             !mailbox_.empty();
+    });
     kicked_ = false;
   }
 }

@@ -5,9 +5,9 @@
 // interrupt windows:
 //
 //   loop:
+//     interrupt window: serve the mailbox     <- the only place IPIs run
 //     interrupts off; run one work step (e.g. a TLB use or a lockless walk)
-//     interrupts on; serve the mailbox          <- the only place IPIs run
-//     no work? idle with interrupts on until an IPI, new work, or Stop()
+//     interrupts on; no work? idle until an IPI, a Kick() or Stop()
 //
 // So an IPI posted while the pCPU is inside an interrupts-off section is
 // acknowledged only after that section ends. Lockless walkers rely on exactly
@@ -117,9 +117,10 @@ class Pcpu {
   Mutex mu_;
   std::condition_variable wake_;
   std::deque<IpiFlush*> mailbox_ ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;
-  // Lets the work loop skip the lock when the mailbox is empty.
+  // Read by the work loop without mu_; written under it, so that an idle
+  // wait on wake_ cannot miss them.
+  std::atomic<bool> stop_{false};
   std::atomic<bool> has_mail_{false};
 };
 
