@@ -95,6 +95,48 @@ class Pcpu {
     return ipis_served_.load(std::memory_order_relaxed);
   }
 
+  // A read-side section (DESIGN §5): a lockless walk of `domain`'s tables,
+  // inside a step. Grace periods for that domain wait for it; no other
+  // domain's grace period does. Sections do not nest and never span a vCPU
+  // switch, which is therefore a quiescent state.
+  //
+  // Ordering: entry stores the odd sequence and then issues a seq_cst fence
+  // (Linux smp_mb()), paired with the seq_cst fence in
+  // GracePeriods::Synchronize. Fence against fence is what the C++ memory
+  // model needs for this store-buffering pattern: either the grace period
+  // reads the odd sequence, or the walk's loads see the entry unhooked
+  // before the grace period. Exit is a release store, so a grace period that
+  // reads it has seen the walk's reads end. Only the owning pCPU writes the
+  // sequence, so plain stores suffice.
+  class ReadSection {
+   public:
+    ReadSection(Pcpu& pcpu, DomainId domain) : pcpu_(pcpu) {
+      pcpu_.section_domain_.store(domain.value(), std::memory_order_relaxed);
+      seq_ = pcpu_.section_seq_.load(std::memory_order_relaxed) + 1;
+      pcpu_.section_seq_.store(seq_, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+    ~ReadSection() {
+      pcpu_.section_seq_.store(seq_ + 1, std::memory_order_release);
+    }
+    ReadSection(const ReadSection&) = delete;
+    ReadSection& operator=(const ReadSection&) = delete;
+
+   private:
+    Pcpu& pcpu_;
+    uint64_t seq_;
+  };
+
+  // Odd while a ReadSection is open. Any thread.
+  uint64_t section_seq() const {
+    return section_seq_.load(std::memory_order_acquire);
+  }
+  // The domain of the current (or last) section. Read after section_seq():
+  // it is that section's domain or a later one's.
+  DomainId section_domain() const {
+    return DomainId(section_domain_.load(std::memory_order_acquire));
+  }
+
   // Applies a flush on this pCPU (its own thread only). A full flush ticks
   // the TlbClock and records the new flush time (Xen pre_flush/post_flush).
   void FlushLocal(const FlushScope& scope);
@@ -110,6 +152,8 @@ class Pcpu {
   std::thread thread_;
 
   std::atomic<bool> irqs_enabled_{true};
+  std::atomic<uint64_t> section_seq_{0};
+  std::atomic<uint32_t> section_domain_{0};
   std::atomic<uint32_t> flush_time_{0};
   std::atomic<uint64_t> steps_{0};
   std::atomic<uint64_t> ipis_served_{0};

@@ -23,9 +23,11 @@ class Auditor {
 
   absl::Status Run(const FrameAllocator& allocator,
                    const FrameRetirer& retirer) {
-    const uint64_t free_counted =
-        allocator.ForEachFreeFrame([&](Mfn m) { See(m, Place::kFree); });
-    retirer.ForEachPending([&](Mfn m) { See(m, Place::kRetiring); });
+    uint64_t free_counted = 0;
+    retirer.ForEachPending([&](Mfn m) { See(m, Place::kRetiring); }, [&] {
+      free_counted =
+          allocator.ForEachFreeFrame([&](Mfn m) { See(m, Place::kFree); });
+    });
     for (const Domain* d : domains_) CheckDomainFrames(*d);
     for (uint64_t m = 0; m < table_.frame_count(); ++m) {
       if (place_[m] == Place::kUnseen) {

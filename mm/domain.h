@@ -10,9 +10,9 @@
 //   MemoryManager::domains_mu_         registry: id -> Domain, names
 //     Domain::mu_                      one domain at a time; the audit alone
 //       |                              takes several, in ascending id order
-//       +-- FrameAllocator::Shard::mu  one shard at a time (audit: all)
-//       |     FrameAllocator::pool_mu_
 //       +-- FrameRetirer internals     called with the domain lock held
+//             FrameAllocator::Shard::mu  one shard at a time (audit: all)
+//               FrameAllocator::pool_mu_
 //
 // Domain::mu_ protects every PageInfo field of the frames the domain owns
 // (see page_info.h), and the domain's own fields below. Walkers take no lock:

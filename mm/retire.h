@@ -12,7 +12,8 @@
 //
 // Thread-safety: implementations are safe to call from any thread. Retire()
 // is called with the domain's lock held (see the lock tree in domain.h), so
-// it must not call back into the MemoryManager.
+// it must not call back into the MemoryManager. A retirer's lock comes
+// before the allocator's: it may free frames while holding it.
 #ifndef HVMM_MM_RETIRE_H_
 #define HVMM_MM_RETIRE_H_
 
@@ -41,8 +42,11 @@ class FrameRetirer {
   // Frames retired and not yet freed.
   virtual uint64_t pending_frames() const = 0;
 
-  // Calls fn for every pending frame, consistently; for the audit.
-  virtual void ForEachPending(absl::FunctionRef<void(Mfn)> fn) const = 0;
+  // For the audit: calls fn for every pending frame, then `then()`, while
+  // no frame can move from pending to free; `then` enumerates the
+  // allocator, so that free and pending are one consistent snapshot.
+  virtual void ForEachPending(absl::FunctionRef<void(Mfn)> fn,
+                              absl::FunctionRef<void()> then) const = 0;
 };
 
 class ImmediateRetirer final : public FrameRetirer {
@@ -55,7 +59,10 @@ class ImmediateRetirer final : public FrameRetirer {
   }
   void Drain(DomainId domain) override {}
   uint64_t pending_frames() const override { return 0; }
-  void ForEachPending(absl::FunctionRef<void(Mfn)> fn) const override {}
+  void ForEachPending(absl::FunctionRef<void(Mfn)> fn,
+                      absl::FunctionRef<void()> then) const override {
+    then();
+  }
 
  private:
   FrameAllocator* const allocator_;

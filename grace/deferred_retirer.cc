@@ -1,0 +1,142 @@
+#include "grace/deferred_retirer.h"
+
+#include <mutex>
+#include <utility>
+
+#include "base/check.h"
+
+namespace hvmm {
+
+DeferredRetirer::DeferredRetirer(FrameAllocator* allocator,
+                                 GracePeriods* grace, Options options)
+    : allocator_(allocator), grace_(grace), options_(options) {
+  reclaimer_ = std::thread([this] { ReclaimLoop(); });
+}
+
+DeferredRetirer::~DeferredRetirer() {
+  {
+    MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  work_.notify_all();
+  reclaimer_.join();  // The loop drains every queue before it exits.
+}
+
+void DeferredRetirer::Retire(DomainId domain, absl::Span<const Mfn> frames)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  if (frames.empty()) return;
+  {
+    MutexLock lock(&mu_);
+    std::vector<Mfn>& queue = queues_[domain];
+    if (queue.size() + frames.size() <= options_.queue_capacity) {
+      queue.insert(queue.end(), frames.begin(), frames.end());
+      pending_ += frames.size();
+      work_.notify_one();
+      return;
+    }
+    ++fallbacks_;
+  }
+  // Queue full: no memory to defer with, so make sure now. The caller holds
+  // the domain's lock, which no pCPU needs to reach an interrupt window.
+  grace_->SynchronizeExpedited(domain);
+  MutexLock lock(&mu_);
+  ++grace_periods_;
+  FreeAll(std::vector<Mfn>(frames.begin(), frames.end()));
+}
+
+std::vector<Mfn> DeferredRetirer::TakeQueueLocked(DomainId domain) {
+  auto it = queues_.find(domain);
+  if (it == queues_.end()) return {};
+  std::vector<Mfn> batch = std::move(it->second);
+  queues_.erase(it);
+  return batch;
+}
+
+void DeferredRetirer::FreeAll(const std::vector<Mfn>& frames)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {  // REQUIRES: mu_ (audit consistency).
+  for (Mfn mfn : frames) allocator_->Free(mfn);
+  frames_freed_ += frames.size();
+}
+
+void DeferredRetirer::Drain(DomainId domain) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  std::unique_lock<std::mutex> lock(mu_.native());
+  std::vector<Mfn> batch = TakeQueueLocked(domain);
+  const uint64_t id = next_batch_id_++;
+  in_flight_.emplace(id, InFlight{domain, batch});
+  lock.unlock();
+  grace_->Synchronize(domain);
+  lock.lock();
+  ++grace_periods_;
+  FreeAll(batch);
+  pending_ -= batch.size();
+  in_flight_.erase(id);
+  // Batches of this domain the reclaimer holds must finish too.
+  batch_done_.notify_all();
+  batch_done_.wait(lock, [&] {
+    for (const auto& [unused, b] : in_flight_) {
+      if (b.domain == domain) return false;
+    }
+    return true;
+  });
+}
+
+void DeferredRetirer::ReclaimLoop() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  std::unique_lock<std::mutex> lock(mu_.native());
+  for (;;) {
+    work_.wait(lock, [&] { return stop_ || !queues_.empty(); });
+    if (queues_.empty() && stop_) return;
+    // One batch per domain that has work: each costs one grace period.
+    std::vector<std::pair<uint64_t, DomainId>> batches;
+    while (!queues_.empty()) {
+      const DomainId domain = queues_.begin()->first;
+      const uint64_t id = next_batch_id_++;
+      in_flight_.emplace(id, InFlight{domain, TakeQueueLocked(domain)});
+      batches.emplace_back(id, domain);
+    }
+    for (const auto& [id, domain] : batches) {
+      lock.unlock();
+      grace_->Synchronize(domain);
+      lock.lock();
+      ++grace_periods_;
+      auto it = in_flight_.find(id);
+      FreeAll(it->second.frames);
+      pending_ -= it->second.frames.size();
+      in_flight_.erase(it);
+    }
+    batch_done_.notify_all();
+  }
+}
+
+uint64_t DeferredRetirer::pending_frames() const {
+  MutexLock lock(&mu_);
+  return pending_;
+}
+
+void DeferredRetirer::ForEachPending(absl::FunctionRef<void(Mfn)> fn,
+                                     absl::FunctionRef<void()> then) const {
+  MutexLock lock(&mu_);
+  for (const auto& [domain, queue] : queues_) {
+    for (Mfn m : queue) fn(m);
+  }
+  for (const auto& [id, batch] : in_flight_) {
+    for (Mfn m : batch.frames) fn(m);
+  }
+  then();
+}
+
+uint64_t DeferredRetirer::grace_periods() const {
+  MutexLock lock(&mu_);
+  return grace_periods_;
+}
+
+uint64_t DeferredRetirer::fallbacks() const {
+  MutexLock lock(&mu_);
+  return fallbacks_;
+}
+
+uint64_t DeferredRetirer::frames_freed() const {
+  MutexLock lock(&mu_);
+  return frames_freed_;
+}
+
+}  // namespace hvmm

@@ -1,0 +1,52 @@
+#include "grace/grace_periods.h"
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+namespace hvmm {
+
+std::vector<GracePeriods::OpenSection> GracePeriods::OpenSectionsOf(
+    DomainId domain) const {
+  // Orders the caller's unhooking stores before the reads of section state;
+  // pairs with ReadSection's seq_cst entry.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  std::vector<OpenSection> open;
+  for (size_t i = 0; i < pcpus_.size(); ++i) {
+    const uint64_t seq = pcpus_[i]->section_seq();
+    if ((seq & 1) == 0) continue;  // Not in a section.
+    // This section's domain or a later section's; if later, `seq` is over
+    // and waiting for it costs one check.
+    if (pcpus_[i]->section_domain() != domain) continue;
+    open.push_back({static_cast<int>(i), seq});
+  }
+  return open;
+}
+
+int GracePeriods::Synchronize(DomainId domain) {
+  const std::vector<OpenSection> open = OpenSectionsOf(domain);
+  for (const OpenSection& s : open) {
+    // Spin briefly (sections are short), then sleep: when pCPUs outnumber
+    // cores, a waiter that stays runnable steals the core from the very
+    // reader it waits for.
+    for (int spins = 0; pcpus_[s.cpu]->section_seq() == s.seq; ++spins) {
+      if (spins > 256) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+  completed_.fetch_add(1, std::memory_order_relaxed);
+  return static_cast<int>(open.size());
+}
+
+int GracePeriods::SynchronizeExpedited(DomainId domain) {
+  const std::vector<OpenSection> open = OpenSectionsOf(domain);
+  if (!open.empty()) {
+    IpiFlush ipi(/*scopes=*/{}, static_cast<int>(open.size()));
+    for (const OpenSection& s : open) pcpus_[s.cpu]->PostIpi(&ipi);
+    ipi.Wait();
+  }
+  completed_.fetch_add(1, std::memory_order_relaxed);
+  expedited_.fetch_add(1, std::memory_order_relaxed);
+  return static_cast<int>(open.size());
+}
+
+}  // namespace hvmm

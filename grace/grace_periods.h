@@ -1,0 +1,59 @@
+// GracePeriods: per-domain grace periods over the pCPUs' read sections.
+//
+// The readers of domain D are the lockless walks of D's tables: the
+// Pcpu::ReadSection(pcpu, D) sections (DESIGN §5). A grace period for D ends
+// once every section for D that was open when it began has closed. Sections
+// for other domains never delay it; a pCPU not in a section needs nothing.
+//
+// Synchronize() is the normal grace period: it reads each pCPU's section
+// state once and waits (spinning briefly, then sleeping) for the pCPUs that
+// were inside a section for D to leave it. SynchronizeExpedited() is IPI-driven:
+// it sends an empty IPI to those pCPUs and waits for the acknowledgements,
+// which can only come from an interrupt window, after the section ended.
+//
+// Thread-safety: all methods from any thread except a pCPU's own (a pCPU
+// waiting for itself would never return).
+#ifndef HVMM_GRACE_GRACE_PERIODS_H_
+#define HVMM_GRACE_GRACE_PERIODS_H_
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "cpu/cpu_mask.h"
+#include "cpu/pcpu.h"
+#include "mm/types.h"
+
+namespace hvmm {
+
+class GracePeriods {
+ public:
+  // `pcpus[i]` is pCPU i; they must outlive this.
+  explicit GracePeriods(std::vector<Pcpu*> pcpus) : pcpus_(std::move(pcpus)) {}
+  GracePeriods(const GracePeriods&) = delete;
+  GracePeriods& operator=(const GracePeriods&) = delete;
+
+  // Returns once every read section for `domain` open at the call has
+  // closed. Returns the number of pCPUs it had to wait for.
+  int Synchronize(DomainId domain);
+  // The same, by IPI (for memory pressure and queue-full fallbacks).
+  int SynchronizeExpedited(DomainId domain);
+
+  uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
+  uint64_t expedited() const { return expedited_.load(std::memory_order_relaxed); }
+
+ private:
+  struct OpenSection {
+    int cpu;
+    uint64_t seq;
+  };
+  // After a seq_cst fence: the sections for `domain` open right now.
+  std::vector<OpenSection> OpenSectionsOf(DomainId domain) const;
+
+  const std::vector<Pcpu*> pcpus_;
+  std::atomic<uint64_t> completed_{0}, expedited_{0};
+};
+
+}  // namespace hvmm
+
+#endif  // HVMM_GRACE_GRACE_PERIODS_H_
