@@ -27,6 +27,7 @@ Pcpu::~Pcpu() { Stop(); }
 void Pcpu::Start(Step step) {
   HVMM_CHECK(!thread_.joinable()) << "pCPU " << id_ << " started twice";
   stop_.store(false, std::memory_order_relaxed);
+  running_.store(true, std::memory_order_release);
   thread_ = std::thread([this, step = std::move(step)] { Run(step); });
 }
 
@@ -37,6 +38,7 @@ void Pcpu::Stop() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  running_.store(false, std::memory_order_release);
   // Nobody may be left waiting on an IPI to a stopped pCPU.
   ServeMailbox();
 }
@@ -52,8 +54,9 @@ void Pcpu::Kick() {
 void Pcpu::PostIpi(IpiFlush* ipi) {
   {
     MutexLock lock(&mu_);
-    HVMM_CHECK(!stop_.load(std::memory_order_relaxed))
-        << "IPI posted to stopped pCPU " << id_;
+    HVMM_CHECK(running_.load(std::memory_order_acquire) &&
+               !stop_.load(std::memory_order_relaxed))
+        << "IPI posted to pCPU " << id_ << ", which is not running";
     mailbox_.push_back(ipi);
     has_mail_.store(true, std::memory_order_release);
   }

@@ -78,7 +78,8 @@ class Pcpu {
 
   // Queues an IPI; the pCPU applies its scopes and acknowledges it in its
   // next interrupt window. `ipi` must live until acknowledged.
-  // REQUIRES: Stop() has not been called (nobody would ever serve it).
+  // REQUIRES: the pCPU is running (Start() called, Stop() not): otherwise
+  // nobody would ever serve it.
   void PostIpi(IpiFlush* ipi);
 
   int id() const { return id_; }
@@ -137,6 +138,13 @@ class Pcpu {
     return DomainId(section_domain_.load(std::memory_order_acquire));
   }
 
+  // Any thread: the assisted backend has just requested a full flush of
+  // this pCPU's caches. A request takes effect before any later use, and a
+  // fill that raced it is dropped, so the pCPU counts as flushed from now.
+  void NoteRemoteFullFlush() {
+    flush_time_.store(clock_->Tick(), std::memory_order_release);
+  }
+
   // Applies a flush on this pCPU (its own thread only). A full flush ticks
   // the TlbClock and records the new flush time (Xen pre_flush/post_flush).
   void FlushLocal(const FlushScope& scope);
@@ -165,6 +173,7 @@ class Pcpu {
   // Read by the work loop without mu_; written under it, so that an idle
   // wait on wake_ cannot miss them.
   std::atomic<bool> stop_{false};
+  std::atomic<bool> running_{false};
   std::atomic<bool> has_mail_{false};
 };
 

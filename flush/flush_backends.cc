@@ -19,7 +19,10 @@ void AssistedFlushBackend::Flush(const FlushBatch& batch) {
   SpinFor(options_.hypercall_latency_ns);
   batch.targets.ForEach([&](int cpu) {
     HVMM_CHECK(cpu < static_cast<int>(pcpus_.size())) << "no pCPU " << cpu;
-    for (const FlushScope& s : batch.scopes) pcpus_[cpu]->tlb().RequestFlush(s);
+    for (const FlushScope& s : batch.scopes) {
+      pcpus_[cpu]->tlb().RequestFlush(s);
+      if (s.kind == FlushScope::Kind::kAll) pcpus_[cpu]->NoteRemoteFullFlush();
+    }
     SpinFor(options_.per_target_ns);
     targets_.fetch_add(1, std::memory_order_relaxed);
   });

@@ -23,7 +23,27 @@ std::vector<GracePeriods::OpenSection> GracePeriods::OpenSectionsOf(
   return open;
 }
 
+void GracePeriods::Record(uint64_t ns) {
+  int b = 0;
+  while (b + 1 < kBuckets && (uint64_t{1} << (b + 1)) <= ns) ++b;
+  latency_log2_[b].fetch_add(1, std::memory_order_relaxed);
+}
+
+uint64_t GracePeriods::LatencyQuantileNs(double q) const {
+  uint64_t total = 0;
+  for (const auto& b : latency_log2_) total += b.load(std::memory_order_relaxed);
+  if (total == 0) return 0;
+  const uint64_t rank = static_cast<uint64_t>(q * static_cast<double>(total));
+  uint64_t seen = 0;
+  for (int b = 0; b < kBuckets; ++b) {
+    seen += latency_log2_[b].load(std::memory_order_relaxed);
+    if (seen >= rank && seen > 0) return uint64_t{1} << (b + 1);
+  }
+  return uint64_t{1} << kBuckets;
+}
+
 int GracePeriods::Synchronize(DomainId domain) {
+  const auto start = std::chrono::steady_clock::now();
   const std::vector<OpenSection> open = OpenSectionsOf(domain);
   for (const OpenSection& s : open) {
     // Spin briefly (sections are short), then sleep: when pCPUs outnumber
@@ -34,10 +54,14 @@ int GracePeriods::Synchronize(DomainId domain) {
     }
   }
   completed_.fetch_add(1, std::memory_order_relaxed);
+  Record(std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now() - start)
+             .count());
   return static_cast<int>(open.size());
 }
 
 int GracePeriods::SynchronizeExpedited(DomainId domain) {
+  const auto start = std::chrono::steady_clock::now();
   const std::vector<OpenSection> open = OpenSectionsOf(domain);
   if (!open.empty()) {
     IpiFlush ipi(/*scopes=*/{}, static_cast<int>(open.size()));
@@ -46,6 +70,9 @@ int GracePeriods::SynchronizeExpedited(DomainId domain) {
   }
   completed_.fetch_add(1, std::memory_order_relaxed);
   expedited_.fetch_add(1, std::memory_order_relaxed);
+  Record(std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now() - start)
+             .count());
   return static_cast<int>(open.size());
 }
 

@@ -41,6 +41,9 @@ class GracePeriods {
 
   uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
   uint64_t expedited() const { return expedited_.load(std::memory_order_relaxed); }
+  // Latency quantile (0 < q <= 1) of completed grace periods, in ns, from a
+  // log2 histogram (so within a factor of 2); 0 if none completed.
+  uint64_t LatencyQuantileNs(double q) const;
 
  private:
   struct OpenSection {
@@ -50,8 +53,12 @@ class GracePeriods {
   // After a seq_cst fence: the sections for `domain` open right now.
   std::vector<OpenSection> OpenSectionsOf(DomainId domain) const;
 
+  void Record(uint64_t ns);
+
   const std::vector<Pcpu*> pcpus_;
   std::atomic<uint64_t> completed_{0}, expedited_{0};
+  static constexpr int kBuckets = 48;
+  std::atomic<uint64_t> latency_log2_[kBuckets] = {};
 };
 
 }  // namespace hvmm

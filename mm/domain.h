@@ -32,6 +32,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "base/mutex.h"
+#include "cpu/cpu_mask.h"
 #include "mm/frame_table.h"
 #include "mm/types.h"
 
@@ -65,6 +66,28 @@ class Domain {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     base_pointers_[vcpu.value()].store(root ? root->value() + 1 : 0,
                                        std::memory_order_release);
+  }
+
+  // Dirty mask: the pCPUs that may hold this domain's translations. Set by
+  // a pCPU when it schedules one of the domain's vCPUs in; cleared by a
+  // pCPU that has flushed the domain while not running it. Lockless.
+  void MarkDirty(int cpu) {
+    dirty_[cpu / 64].fetch_or(uint64_t{1} << (cpu % 64),
+                              std::memory_order_release);
+  }
+  void ClearDirty(int cpu) {
+    dirty_[cpu / 64].fetch_and(~(uint64_t{1} << (cpu % 64)),
+                               std::memory_order_release);
+  }
+  CpuMask DirtyMask() const {
+    CpuMask mask;
+    for (int w = 0; w < kMaxPcpus / 64; ++w) {
+      const uint64_t bits = dirty_[w].load(std::memory_order_acquire);
+      for (int b = 0; b < 64; ++b) {
+        if (bits & (uint64_t{1} << b)) mask.Set(w * 64 + b);
+      }
+    }
+    return mask;
   }
 
   uint64_t tot_pages_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -110,6 +133,7 @@ class Domain {
   bool dying_ ABSL_GUARDED_BY(mu_) = false;
   // Written under mu_, read locklessly. 0 = none, else mfn + 1.
   const std::unique_ptr<std::atomic<uint64_t>[]> base_pointers_;
+  std::atomic<uint64_t> dirty_[kMaxPcpus / 64] = {};
 };
 
 }  // namespace hvmm

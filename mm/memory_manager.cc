@@ -83,6 +83,26 @@ void MemoryManager::SetRetirer(FrameRetirer* retirer) {
   retirer_ = retirer;
 }
 
+void MemoryManager::SetFlushHooks(FlushHooks* hooks) {
+  WriterMutexLock lock(&domains_mu_);
+  HVMM_CHECK(domains_.empty()) << "flush hooks replaced while domains exist";
+  hooks_ = hooks;
+}
+
+TypeTransaction MemoryManager::NewTransaction(const Domain& domain,
+                                              TypeTransaction::Mode mode) {
+  return TypeTransaction(table_.get(), &clock_, domain.id(), mode, hooks_,
+                         &domain);
+}
+
+void MemoryManager::AfterUnmap(const Domain& domain, bool tables_leave) {
+  if (hooks_ != nullptr) hooks_->AfterUnmap(domain, tables_leave);
+}
+
+void MemoryManager::AfterAllocate(uint32_t stamp) {
+  if (hooks_ != nullptr) hooks_->AfterAllocate(stamp);
+}
+
 std::shared_ptr<Domain> MemoryManager::FindDomain(DomainId domain) const {
   ReaderMutexLock lock(&domains_mu_);
   auto it = domains_.find(domain);
@@ -192,6 +212,7 @@ absl::Status MemoryManager::DestroyDomain(DomainId id) {
       }
     }
     txn.Commit();
+    AfterUnmap(*domain, /*tables_leave=*/true);
     for (Mfn mfn : frames) domain->ReleaseFrameLocked(*table_, mfn);
     retirer_->Retire(id, frames);
   }
@@ -240,10 +261,9 @@ absl::StatusOr<std::vector<Mfn>> MemoryManager::IncreaseReservation(
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
   std::vector<Mfn> frames;
-  if (absl::StatusOr<uint32_t> s = AllocateIntoLocked(**d, count, &frames);
-      !s.ok()) {
-    return s.status();
-  }
+  absl::StatusOr<uint32_t> stamp = AllocateIntoLocked(**d, count, &frames);
+  if (!stamp.ok()) return stamp.status();
+  AfterAllocate(*stamp);
   return frames;
 }
 
@@ -268,6 +288,12 @@ absl::Status MemoryManager::DecreaseReservation(DomainId id,
     }
   }
   std::vector<Mfn> released(frames.begin(), frames.end());
+  // Unreferenced frames may still be cached, or walked if they were tables.
+  bool tables_leave = false;
+  for (Mfn mfn : released) {
+    tables_leave = tables_leave || IsPageTableType(table_->info(mfn).type);
+  }
+  AfterUnmap(domain, tables_leave);
   for (Mfn mfn : released) {
     if (domain.root_locked() == mfn) domain.set_root_locked(std::nullopt);
     domain.ReleaseFrameLocked(*table_, mfn);
@@ -282,8 +308,7 @@ absl::Status MemoryManager::PinTable(DomainId id, Mfn mfn, Level level) {
   }
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
-  TypeTransaction txn(table_.get(), &clock_, id,
-                      TypeTransaction::Mode::kStaged);
+  TypeTransaction txn = NewTransaction(**d, TypeTransaction::Mode::kStaged);
   if (absl::Status s = txn.CheckOwned(mfn); !s.ok()) return s;
   if (table_->info(mfn).has(kPagePinned)) return DoublePinError(mfn);
   if (absl::Status s = txn.GetPageAndType(mfn, TableTypeFor(level)); !s.ok()) {
@@ -297,8 +322,7 @@ absl::Status MemoryManager::PinTable(DomainId id, Mfn mfn, Level level) {
 absl::Status MemoryManager::UnpinTable(DomainId id, Mfn mfn) {
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
-  TypeTransaction txn(table_.get(), &clock_, id,
-                      TypeTransaction::Mode::kStaged);
+  TypeTransaction txn = NewTransaction(**d, TypeTransaction::Mode::kStaged);
   if (absl::Status s = txn.CheckOwned(mfn); !s.ok()) return s;
   if (!table_->info(mfn).has(kPagePinned)) return NotPinnedError(mfn);
   txn.SetPinned(mfn, false);
@@ -315,8 +339,7 @@ absl::Status MemoryManager::SetBasePointer(DomainId id, VcpuId vcpu,
   if (vcpu.value() >= domain.vcpus()) {
     return UnknownVcpuError(id, vcpu, domain.vcpus());
   }
-  TypeTransaction txn(table_.get(), &clock_, id,
-                      TypeTransaction::Mode::kStaged);
+  TypeTransaction txn = NewTransaction(domain, TypeTransaction::Mode::kStaged);
   if (root) {
     if (absl::Status s = txn.GetPageAndType(*root, PageType::kL4); !s.ok()) {
       return s;
@@ -338,8 +361,8 @@ absl::Status MemoryManager::MmuUpdate(DomainId id,
   }
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
-  TypeTransaction txn(table_.get(), &clock_, id,
-                      TypeTransaction::Mode::kStaged);
+  TypeTransaction txn = NewTransaction(**d, TypeTransaction::Mode::kStaged);
+  bool mapping_removed = false;
   for (const EntryUpdate& u : updates) {
     if (u.index >= kEntriesPerTable) {
       return MalformedArgumentError(absl::StrFormat(
@@ -360,9 +383,15 @@ absl::Status MemoryManager::MmuUpdate(DomainId id,
       }
     }
     txn.WriteEntry(u.table, u.index, u.entry);
-    if (PtePresent(old)) txn.PutEntryRefs(old, level);
+    if (PtePresent(old)) {
+      txn.PutEntryRefs(old, level);
+      mapping_removed = true;
+    }
   }
   txn.Commit();
+  // A replaced or cleared entry: no pCPU may use the old translation once
+  // this returns (coherence).
+  if (mapping_removed) AfterUnmap(**d, /*tables_leave=*/false);
   return absl::OkStatus();
 }
 
@@ -404,6 +433,7 @@ absl::StatusOr<MapRangeResult> MemoryManager::MapRange(DomainId id,
                       TypeTransaction::Mode::kWriteThrough);
   InstallMapRangeLocked(txn, *root, start, pages, writable, frames);
   txn.Commit();
+  AfterAllocate(*stamp);
   MapRangeResult result;
   result.pages_mapped = pages;
   result.tables_created = *tables;
@@ -427,7 +457,11 @@ absl::StatusOr<UnmapRangeResult> MemoryManager::UnmapRange(DomainId id,
   UnmapRangeResult result =
       UnhookRangeLocked(txn, *table_, *root, start, pages, &to_release);
   txn.Commit();
-  // 2. Flush: no TLBs exist in the mm core; the flush engine adds it here.
+  // 2. Flush (and, for policies without grace periods, wait out walkers if
+  // tables are leaving).
+  if (result.pages_unmapped > 0 || result.tables_unhooked > 0) {
+    AfterUnmap(domain, /*tables_leave=*/result.tables_unhooked > 0);
+  }
   // 3 + 4. Hand the frames to the retirer, which frees them once no walker
   // can reach them.
   for (Mfn mfn : to_release) domain.ReleaseFrameLocked(*table_, mfn);

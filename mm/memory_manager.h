@@ -40,9 +40,11 @@
 #include "flush/tlb_clock.h"
 #include "mm/address_space.h"
 #include "mm/domain.h"
+#include "mm/flush_hooks.h"
 #include "mm/frame_allocator.h"
 #include "mm/frame_table.h"
 #include "mm/retire.h"
+#include "mm/type_transaction.h"
 #include "mm/types.h"
 #include "mm/walker.h"
 
@@ -102,6 +104,11 @@ class MemoryManager {
   // Replaces the ImmediateRetirer. REQUIRES: no domain exists yet; `retirer`
   // outlives this.
   void SetRetirer(FrameRetirer* retirer);
+
+  // Installs the flush engine's hooks (flush_hooks.h). Without them, mm
+  // assumes no TLBs and no concurrent walkers. REQUIRES: no domain exists
+  // yet; `hooks` outlives this.
+  void SetFlushHooks(FlushHooks* hooks);
 
   // Creates a domain with a fresh, pinned, empty root L4 that every vCPU's
   // base pointer refers to.
@@ -170,6 +177,13 @@ class MemoryManager {
                                               std::vector<Mfn>* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(domain.mu());
 
+  // A transaction on `domain`, with the retype hook installed.
+  TypeTransaction NewTransaction(const Domain& domain,
+                                 TypeTransaction::Mode mode);
+  // Hook calls; no-ops without hooks.
+  void AfterUnmap(const Domain& domain, bool tables_leave);
+  void AfterAllocate(uint32_t stamp);
+
   // The root MapRange/UnmapRange work under: the domain's own, still a
   // validated L4. kFailedPrecondition otherwise.
   absl::StatusOr<Mfn> RangeRootLocked(const Domain& domain) const
@@ -180,6 +194,7 @@ class MemoryManager {
   FrameAllocator allocator_;
   ImmediateRetirer immediate_retirer_;
   FrameRetirer* retirer_;
+  FlushHooks* hooks_ = nullptr;
 
   mutable RwMutex domains_mu_;
   absl::flat_hash_map<DomainId, std::shared_ptr<Domain>> domains_

@@ -16,11 +16,14 @@ std::atomic<uint64_t> next_transaction_id{1};
 
 TypeTransaction::TypeTransaction(const FrameTable* table,
                                  const TlbClock* clock, DomainId domain,
-                                 Mode mode)
+                                 Mode mode, FlushHooks* hooks,
+                                 const Domain* hooks_domain)
     : table_(table),
       clock_(clock),
       domain_(domain),
       mode_(mode),
+      hooks_(hooks),
+      hooks_domain_(hooks_domain),
       id_(next_transaction_id.fetch_add(1, std::memory_order_relaxed) &
           ((uint64_t{1} << 48) - 1)) {}
 
@@ -80,8 +83,13 @@ absl::Status TypeTransaction::GetPageType(Mfn mfn, PageType type) {
   // Count 0: the type may change (rule 1) and must be (re)validated (rule 2).
   Touch(mfn);
   if (info.type != type) {
-    if (IsPageTableType(info.type)) left_table_type_.push_back(mfn);
-    info.type = type;
+    const bool leaves_table_type = IsPageTableType(info.type);
+    info.type = type;  // The new type first (Xen XSA-401) ...
+    if (leaves_table_type) {
+      left_table_type_.push_back(mfn);
+      // ... then make sure no walker or cache still sees the old table.
+      if (hooks_ != nullptr) hooks_->BeforeRetype(*hooks_domain_, mfn);
+    }
   }
   info.clear(kPageValidated);
   info.type_count = 1;

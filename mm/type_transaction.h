@@ -47,6 +47,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "flush/tlb_clock.h"
+#include "mm/flush_hooks.h"
 #include "mm/frame_table.h"
 #include "mm/types.h"
 
@@ -61,8 +62,13 @@ class TypeTransaction {
  public:
   enum class Mode { kStaged, kWriteThrough };
 
+  // `hooks` (may be null) are asked to keep the existence promise before a
+  // frame of `hooks_domain` leaves a page-table type
+  // (FlushHooks::BeforeRetype). Without hooks a retype proceeds at once,
+  // which is right only with no concurrent walkers.
   TypeTransaction(const FrameTable* table, const TlbClock* clock,
-                  DomainId domain, Mode mode);
+                  DomainId domain, Mode mode, FlushHooks* hooks = nullptr,
+                  const Domain* hooks_domain = nullptr);
   // A kStaged transaction that was neither committed nor aborted aborts.
   ~TypeTransaction();
   TypeTransaction(const TypeTransaction&) = delete;
@@ -123,6 +129,8 @@ class TypeTransaction {
   const DomainId domain_;
   const Mode mode_;
   bool done_ = false;
+  FlushHooks* const hooks_;
+  const Domain* const hooks_domain_;
 
   // This transaction's id; a record whose txn_tag equals it is journaled.
   const uint64_t id_;

@@ -8,7 +8,7 @@
 #   1. bazel test //...                          every test, optimized build
 #   2. bazel test --config=asan <core targets>   AddressSanitizer
 #   3. bazel test --config=tsan <core targets>   ThreadSanitizer
-# The core targets (mm, flush, cpu, grace) link no gRPC: uninstrumented
+# The core targets (mm, flush, cpu, grace, guest) link no gRPC: uninstrumented
 # system gRPC makes TSan report false races.
 #
 # Ends with a line of its own, "N passed, N failed", counting test cases over
@@ -18,7 +18,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-SANITIZER_TARGETS=(//mm/... //flush/... //cpu/... //grace/...)
+SANITIZER_TARGETS=(//mm/... //flush/... //cpu/... //grace/... //guest/... //tests/torture/...)
 
 bash tools/install_deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 

@@ -1,0 +1,147 @@
+#include "guest/guest_cpu.h"
+
+#include <utility>
+
+#include "mm/walker.h"
+
+namespace hvmm {
+namespace {
+
+void Bump(std::atomic<uint64_t>& counter) {
+  counter.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+void VcpuRunQueue::AddDomain(std::shared_ptr<Domain> domain,
+                             const WorkloadConfig& config, uint64_t seed) {
+  MutexLock lock(&mu_);
+  removed_.erase(domain->id());
+  for (uint32_t v = 0; v < domain->vcpus(); ++v) {
+    queue_.push_back(std::unique_ptr<GuestVcpu>(new GuestVcpu{
+        domain, VcpuId(v), AccessStream(config, seed * 1000003 + v)}));
+  }
+}
+
+void VcpuRunQueue::RemoveDomain(DomainId domain) {
+  MutexLock lock(&mu_);
+  removed_.insert(domain);
+  std::deque<std::unique_ptr<GuestVcpu>> kept;
+  for (auto& v : queue_) {
+    if (v->domain->id() != domain) kept.push_back(std::move(v));
+  }
+  queue_.swap(kept);
+}
+
+std::unique_ptr<GuestVcpu> VcpuRunQueue::Pop() {
+  MutexLock lock(&mu_);
+  if (queue_.empty()) return nullptr;
+  std::unique_ptr<GuestVcpu> v = std::move(queue_.front());
+  queue_.pop_front();
+  return v;
+}
+
+void VcpuRunQueue::Push(std::unique_ptr<GuestVcpu> vcpu) {
+  MutexLock lock(&mu_);
+  if (removed_.contains(vcpu->domain->id())) return;
+  queue_.push_back(std::move(vcpu));
+}
+
+int VcpuRunQueue::size() const {
+  MutexLock lock(&mu_);
+  return static_cast<int>(queue_.size());
+}
+
+GuestCpu::~GuestCpu() {
+  if (current_ != nullptr) run_queue_->Push(std::move(current_));
+}
+
+void GuestCpu::Switch(Pcpu& self) {
+  // Between accesses, outside any read section: a quiescent state.
+  if (current_ != nullptr) run_queue_->Push(std::move(current_));
+  current_ = run_queue_->Pop();
+  if (current_ == nullptr) return;
+  current_->domain->MarkDirty(self.id());
+  slice_left_ = options_.slice_accesses;
+  Bump(switches_);
+}
+
+void GuestCpu::NoteViolation(std::atomic<uint64_t>& counter, DomainId domain,
+                             Mfn frame) {
+  Bump(counter);
+  last_violation_domain_.store(domain.value(), std::memory_order_relaxed);
+  last_violation_frame_.store(frame.value(), std::memory_order_relaxed);
+}
+
+bool GuestCpu::FramesUnchanged(const TlbEntry& e) const {
+  if (table_->info(e.mfn).generation.load(std::memory_order_acquire) !=
+      e.data_generation) {
+    return false;
+  }
+  for (uint32_t i = 0; i < e.tables_read; ++i) {
+    if (table_->info(e.tables[i]).generation.load(std::memory_order_acquire) !=
+        e.table_generations[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool GuestCpu::Step(Pcpu& self) {
+  if (current_ == nullptr || slice_left_ == 0) Switch(self);
+  if (current_ == nullptr) return false;
+  --slice_left_;
+  const GuestAccess a = current_->stream.Next();
+  Domain& domain = *current_->domain;
+  Bump(accesses_);
+
+  Pcpu::ReadSection section(self, domain.id());
+  if (const TlbEntry* e = self.tlb().Lookup(domain.id(), a.va)) {
+    if (a.access == Access::kRead || e->writable) {
+      Bump(hits_);
+      if (!FramesUnchanged(*e)) {
+        NoteViolation(coherence_violations_, domain.id(), e->mfn);
+      }
+      return true;
+    }
+    // A write through a read-only entry faults and walks again, as x86 does.
+  }
+  Bump(misses_);
+  const std::optional<Mfn> root = domain.base_pointer(current_->vcpu);
+  if (!root) {
+    Bump(faults_);
+    return true;
+  }
+  const uint64_t token = self.tlb().BeginFill();
+  const WalkResult w = WalkTables(*table_, *root, a.va, a.access,
+                                  options_.walk_delay, options_.walk_delay_arg);
+  Bump(walks_);
+  if (!TablesUnchanged(*table_, w)) {
+    NoteViolation(existence_violations_, domain.id(),
+                  w.tables[w.tables_read - 1]);
+  }
+  if (!w.ok()) {
+    Bump(faults_);
+    return true;
+  }
+  self.tlb().Insert(token, domain.id(), a.va, w);
+  return true;
+}
+
+GuestCpuStats GuestCpu::stats() const {
+  GuestCpuStats s;
+  s.accesses = accesses_.load(std::memory_order_relaxed);
+  s.tlb_hits = hits_.load(std::memory_order_relaxed);
+  s.tlb_misses = misses_.load(std::memory_order_relaxed);
+  s.walks = walks_.load(std::memory_order_relaxed);
+  s.faults = faults_.load(std::memory_order_relaxed);
+  s.vcpu_switches = switches_.load(std::memory_order_relaxed);
+  s.existence_violations = existence_violations_.load(std::memory_order_relaxed);
+  s.coherence_violations = coherence_violations_.load(std::memory_order_relaxed);
+  s.last_violation_domain =
+      last_violation_domain_.load(std::memory_order_relaxed);
+  s.last_violation_frame = last_violation_frame_.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace hvmm

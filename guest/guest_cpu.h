@@ -1,0 +1,119 @@
+// The guest side of a pCPU: vCPU scheduling and the access loop.
+//
+// VcpuRunQueue holds the runnable vCPUs of all domains. Each pCPU's
+// GuestCpu takes one, runs it for a time slice (a number of accesses), puts
+// it back and takes the next: round robin. A vCPU switch happens outside any
+// read section, so it is a quiescent state. Scheduling a domain's vCPU in
+// marks the pCPU in the domain's dirty mask.
+//
+// One access (GuestCpu::Step, run by the pCPU with interrupts off):
+//   1. open a ReadSection for the domain (the walker's read side);
+//   2. TLB hit: use it, after checking that none of the frames the entry was
+//      derived from has a new generation (coherence check);
+//   3. miss, or a write through a read-only entry: walk the tables from the
+//      vCPU's base pointer, locklessly; check at the end of the walk that
+//      every table it read still has the generation it saw (existence
+//      check); fill the TLB.
+// Failed checks are counted as violations (DESIGN §6), never repaired.
+//
+// Thread-safety: VcpuRunQueue from any thread. A GuestCpu belongs to one
+// pCPU; its counters may be read from any thread.
+#ifndef HVMM_GUEST_GUEST_CPU_H_
+#define HVMM_GUEST_GUEST_CPU_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+
+#include "absl/container/flat_hash_set.h"
+#include "base/mutex.h"
+#include "cpu/pcpu.h"
+#include "guest/access_stream.h"
+#include "mm/domain.h"
+#include "mm/frame_table.h"
+
+namespace hvmm {
+
+struct GuestVcpu {
+  std::shared_ptr<Domain> domain;
+  VcpuId vcpu{0};
+  AccessStream stream;
+};
+
+class VcpuRunQueue {
+ public:
+  // Adds every vCPU of `domain`, each with its own stream.
+  void AddDomain(std::shared_ptr<Domain> domain, const WorkloadConfig& config,
+                 uint64_t seed);
+  // Drops the domain's vCPUs: queued ones now, running ones when their
+  // pCPU puts them back.
+  void RemoveDomain(DomainId domain);
+
+  std::unique_ptr<GuestVcpu> Pop();
+  void Push(std::unique_ptr<GuestVcpu> vcpu);
+  int size() const;
+
+ private:
+  mutable Mutex mu_;
+  std::deque<std::unique_ptr<GuestVcpu>> queue_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<DomainId> removed_ ABSL_GUARDED_BY(mu_);
+};
+
+struct GuestCpuStats {
+  uint64_t accesses = 0;
+  uint64_t tlb_hits = 0;
+  uint64_t tlb_misses = 0;
+  uint64_t walks = 0;
+  uint64_t faults = 0;  // Not present, write-protected, or no base pointer.
+  uint64_t vcpu_switches = 0;
+  uint64_t existence_violations = 0;
+  uint64_t coherence_violations = 0;
+  // The most recent violation, for the report (0 if none).
+  uint32_t last_violation_domain = 0;
+  uint64_t last_violation_frame = 0;
+};
+
+class GuestCpu {
+ public:
+  struct Options {
+    uint32_t slice_accesses = 256;
+    // Failpoint: called between the walker's table reads, to widen the
+    // window a stale walker has (torture's --walk-delay-ns).
+    WalkDelayHook walk_delay = nullptr;
+    void* walk_delay_arg = nullptr;
+  };
+
+  GuestCpu(const FrameTable* table, VcpuRunQueue* run_queue, Options options)
+      : table_(table), run_queue_(run_queue), options_(options) {}
+  // Puts the running vCPU back. REQUIRES: the pCPU has stopped.
+  ~GuestCpu();
+
+  // The pCPU's step: one access. False if no vCPU is runnable.
+  bool Step(Pcpu& self);
+
+  GuestCpuStats stats() const;
+
+ private:
+  void Switch(Pcpu& self);
+  bool FramesUnchanged(const TlbEntry& e) const;
+
+  const FrameTable* const table_;
+  VcpuRunQueue* const run_queue_;
+  const Options options_;
+  std::unique_ptr<GuestVcpu> current_;
+  uint32_t slice_left_ = 0;
+
+  void NoteViolation(std::atomic<uint64_t>& counter, DomainId domain,
+                     Mfn frame);
+
+  std::atomic<uint64_t> accesses_{0}, hits_{0}, misses_{0}, walks_{0},
+      faults_{0}, switches_{0}, existence_violations_{0},
+      coherence_violations_{0};
+  std::atomic<uint32_t> last_violation_domain_{0};
+  std::atomic<uint64_t> last_violation_frame_{0};
+};
+
+}  // namespace hvmm
+
+#endif  // HVMM_GUEST_GUEST_CPU_H_

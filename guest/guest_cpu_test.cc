@@ -1,0 +1,114 @@
+#include "guest/guest_cpu.h"
+
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mm/memory_manager.h"
+#include "mm/testing/mm_test_util.h"
+
+namespace hvmm {
+namespace {
+
+using ::hvmm::testing::MakeMemoryManager;
+
+// Two pCPUs run three vCPUs of two domains over stable mappings.
+TEST(GuestCpuTest, AccessesHitTheTlbAfterTheFirstWalkAndNothingIsViolated) {
+  auto mm = MakeMemoryManager(4096);
+  const DomainId a = mm->CreateDomain({"a", 2, 1024}).value();
+  const DomainId b = mm->CreateDomain({"b", 1, 1024}).value();
+  ASSERT_TRUE(mm->MapRange(a, Vaddr(0x400000), 32, true).ok());
+  ASSERT_TRUE(mm->MapRange(b, Vaddr(0x400000), 16, false).ok());
+  WorkloadConfig wa;
+  wa.ranges = {{Vaddr(0x400000), 32}};
+  WorkloadConfig wb = wa;
+  wb.ranges = {{Vaddr(0x400000), 16}};
+  wb.write_fraction = 0;  // b is mapped read-only.
+
+  VcpuRunQueue run_queue;
+  run_queue.AddDomain(mm->FindDomain(a), wa, 1);
+  run_queue.AddDomain(mm->FindDomain(b), wb, 2);
+  EXPECT_EQ(run_queue.size(), 3);
+
+  TlbClock clock;
+  std::vector<std::unique_ptr<Pcpu>> pcpus;
+  std::vector<std::unique_ptr<GuestCpu>> guests;
+  for (int i = 0; i < 2; ++i) {
+    pcpus.push_back(std::make_unique<Pcpu>(i, &clock, Tlb::Options()));
+    guests.push_back(std::make_unique<GuestCpu>(
+        &mm->frame_table(), &run_queue, GuestCpu::Options{64}));
+  }
+  for (int i = 0; i < 2; ++i) {
+    GuestCpu* g = guests[i].get();
+    pcpus[i]->Start([g](Pcpu& self) { return g->Step(self); });
+  }
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  auto total = [&] {
+    GuestCpuStats t;
+    for (auto& g : guests) {
+      const GuestCpuStats s = g->stats();
+      t.accesses += s.accesses;
+      t.tlb_hits += s.tlb_hits;
+      t.tlb_misses += s.tlb_misses;
+      t.walks += s.walks;
+      t.faults += s.faults;
+      t.vcpu_switches += s.vcpu_switches;
+      t.existence_violations += s.existence_violations;
+      t.coherence_violations += s.coherence_violations;
+    }
+    return t;
+  };
+  while (total().accesses < 20000 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (auto& p : pcpus) p->Stop();
+  const GuestCpuStats t = total();
+  guests.clear();  // Puts the running vCPUs back.
+
+  EXPECT_GE(t.accesses, 20000u);
+  EXPECT_EQ(t.faults, 0u) << "every page is mapped";
+  // 48 distinct pages: after the first walks, the TLB serves almost all.
+  EXPECT_GT(t.tlb_hits, t.tlb_misses * 10);
+  EXPECT_EQ(t.walks, t.tlb_misses);
+  EXPECT_GT(t.vcpu_switches, 3u) << "round robin across the slices";
+  EXPECT_EQ(t.existence_violations, 0u);
+  EXPECT_EQ(t.coherence_violations, 0u);
+  EXPECT_EQ(run_queue.size(), 3) << "every vCPU is back in the run queue";
+  // Both domains ran, so each pCPU that ran them is in their dirty masks.
+  EXPECT_GE(mm->FindDomain(a)->DirtyMask().Count(), 1);
+  EXPECT_GE(mm->FindDomain(b)->DirtyMask().Count(), 1);
+  EXPECT_TRUE(mm->Audit().ok()) << mm->Audit();
+}
+
+// The oracle can fail: free a table behind a TLB entry's back (no flush, no
+// grace period) and the next use of that entry is a coherence violation.
+TEST(GuestCpuTest, UsingATranslationWhoseFramesWereFreedIsAViolation) {
+  auto mm = MakeMemoryManager(1024);
+  const DomainId a = mm->CreateDomain({"a", 1, 256}).value();
+  ASSERT_TRUE(mm->MapRange(a, Vaddr(0), 1, true).ok());
+  WorkloadConfig w;
+  w.ranges = {{Vaddr(0), 1}};
+  w.write_fraction = 0;
+  VcpuRunQueue run_queue;
+  run_queue.AddDomain(mm->FindDomain(a), w, 1);
+  TlbClock clock;
+  Pcpu pcpu(0, &clock, Tlb::Options());
+  GuestCpu guest(&mm->frame_table(), &run_queue, GuestCpu::Options{1000});
+  // Drive steps by hand on this thread (the pCPU is not started).
+  ASSERT_TRUE(guest.Step(pcpu));  // Miss: walk and fill.
+  ASSERT_TRUE(guest.Step(pcpu));  // Hit.
+  EXPECT_EQ(guest.stats().coherence_violations, 0u);
+  // Unmap with the immediate retirer and no flush: the frames are freed and
+  // the TLB still maps them.
+  ASSERT_TRUE(mm->UnmapRange(a, Vaddr(0), 1).ok());
+  ASSERT_TRUE(guest.Step(pcpu));
+  EXPECT_EQ(guest.stats().coherence_violations, 1u);
+  EXPECT_EQ(guest.stats().tlb_hits, 2u);
+}
+
+}  // namespace
+}  // namespace hvmm
