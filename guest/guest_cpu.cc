@@ -13,6 +13,21 @@ void Bump(std::atomic<uint64_t>& counter) {
 
 }  // namespace
 
+void GuestCpuStats::Add(const GuestCpuStats& o) {
+  accesses += o.accesses;
+  tlb_hits += o.tlb_hits;
+  tlb_misses += o.tlb_misses;
+  walks += o.walks;
+  faults += o.faults;
+  vcpu_switches += o.vcpu_switches;
+  existence_violations += o.existence_violations;
+  coherence_violations += o.coherence_violations;
+  if (o.last_violation_domain != 0) {
+    last_violation_domain = o.last_violation_domain;
+    last_violation_frame = o.last_violation_frame;
+  }
+}
+
 void VcpuRunQueue::AddDomain(std::shared_ptr<Domain> domain,
                              const WorkloadConfig& config, uint64_t seed) {
   MutexLock lock(&mu_);

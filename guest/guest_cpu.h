@@ -72,6 +72,9 @@ struct GuestCpuStats {
   // The most recent violation, for the report (0 if none).
   uint32_t last_violation_domain = 0;
   uint64_t last_violation_frame = 0;
+
+  // Adds another pCPU's counters; keeps its violation if it has one.
+  void Add(const GuestCpuStats& o);
 };
 
 class GuestCpu {

@@ -48,17 +48,7 @@ TEST(GuestCpuTest, AccessesHitTheTlbAfterTheFirstWalkAndNothingIsViolated) {
       std::chrono::steady_clock::now() + std::chrono::seconds(5);
   auto total = [&] {
     GuestCpuStats t;
-    for (auto& g : guests) {
-      const GuestCpuStats s = g->stats();
-      t.accesses += s.accesses;
-      t.tlb_hits += s.tlb_hits;
-      t.tlb_misses += s.tlb_misses;
-      t.walks += s.walks;
-      t.faults += s.faults;
-      t.vcpu_switches += s.vcpu_switches;
-      t.existence_violations += s.existence_violations;
-      t.coherence_violations += s.coherence_violations;
-    }
+    for (auto& g : guests) t.Add(g->stats());
     return t;
   };
   while (total().accesses < 20000 &&

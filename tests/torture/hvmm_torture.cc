@@ -135,21 +135,7 @@ class Torture {
       if (!mm_->DestroyDomain(s.id).ok()) Fail("final destroy failed");
     }
     for (auto& p : pcpus_) p->Stop();
-    for (const auto& g : guests_) {
-      const GuestCpuStats s = g->stats();
-      guest_totals_.accesses += s.accesses;
-      guest_totals_.tlb_hits += s.tlb_hits;
-      guest_totals_.tlb_misses += s.tlb_misses;
-      guest_totals_.walks += s.walks;
-      guest_totals_.faults += s.faults;
-      guest_totals_.vcpu_switches += s.vcpu_switches;
-      guest_totals_.existence_violations += s.existence_violations;
-      guest_totals_.coherence_violations += s.coherence_violations;
-      if (s.last_violation_domain != 0) {
-        guest_totals_.last_violation_domain = s.last_violation_domain;
-        guest_totals_.last_violation_frame = s.last_violation_frame;
-      }
-    }
+    for (const auto& g : guests_) guest_totals_.Add(g->stats());
     guests_.clear();
     Report(elapsed);
   }
