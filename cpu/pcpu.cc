@@ -19,8 +19,9 @@ void IpiFlush::Wait() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   cv_.wait(lock, [&] { return pending_ == 0; });
 }
 
-Pcpu::Pcpu(int id, TlbClock* clock, Tlb::Options tlb_options)
-    : id_(id), clock_(clock), tlb_(tlb_options) {}
+Pcpu::Pcpu(int id, TlbClock* clock, Tlb::Options tlb_options,
+           SectionClock* sections)
+    : id_(id), clock_(clock), sections_(sections), tlb_(tlb_options) {}
 
 Pcpu::~Pcpu() { Stop(); }
 

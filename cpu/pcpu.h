@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "base/mutex.h"
+#include "cpu/section_clock.h"
 #include "cpu/tlb.h"
 #include "flush/tlb_clock.h"
 
@@ -64,7 +65,10 @@ class Pcpu {
   // Returns false when there was nothing to do (the pCPU then idles).
   using Step = std::function<bool(Pcpu&)>;
 
-  Pcpu(int id, TlbClock* clock, Tlb::Options tlb_options);
+  // `sections` (shared by all pCPUs of a machine; may be null when nothing
+  // polls grace periods) timestamps read sections; see section_clock.h.
+  Pcpu(int id, TlbClock* clock, Tlb::Options tlb_options,
+       SectionClock* sections = nullptr);
   ~Pcpu();  // Stops the thread if running.
   Pcpu(const Pcpu&) = delete;
   Pcpu& operator=(const Pcpu&) = delete;
@@ -109,6 +113,12 @@ class Pcpu {
   // before the grace period. Exit is a release store, so a grace period that
   // reads it has seen the walk's reads end. Only the owning pCPU writes the
   // sequence, so plain stores suffice.
+  //
+  // With a SectionClock, entry then reads the clock (after the fence, so
+  // that either a polling updater sees the odd sequence or this section
+  // sees its cookie's Advance() and everything stored before it) and
+  // publishes it as entry_time(). Until that store lands, a poller reads
+  // the previous section's time, which is older: it errs towards waiting.
   class ReadSection {
    public:
     ReadSection(Pcpu& pcpu, DomainId domain) : pcpu_(pcpu) {
@@ -116,6 +126,10 @@ class Pcpu {
       seq_ = pcpu_.section_seq_.load(std::memory_order_relaxed) + 1;
       pcpu_.section_seq_.store(seq_, std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (pcpu_.sections_ != nullptr) {
+        entry_time_ = pcpu_.sections_->Now();
+        pcpu_.section_entry_.store(entry_time_, std::memory_order_release);
+      }
     }
     ~ReadSection() {
       pcpu_.section_seq_.store(seq_ + 1, std::memory_order_release);
@@ -123,9 +137,13 @@ class Pcpu {
     ReadSection(const ReadSection&) = delete;
     ReadSection& operator=(const ReadSection&) = delete;
 
+    // SectionClock time at entry (0 without a clock).
+    uint64_t entry_time() const { return entry_time_; }
+
    private:
     Pcpu& pcpu_;
     uint64_t seq_;
+    uint64_t entry_time_ = 0;
   };
 
   // Odd while a ReadSection is open. Any thread.
@@ -137,6 +155,12 @@ class Pcpu {
   DomainId section_domain() const {
     return DomainId(section_domain_.load(std::memory_order_acquire));
   }
+  // SectionClock time at which the current (or an earlier) section began;
+  // read after section_seq(). Never later than the truth.
+  uint64_t section_entry() const {
+    return section_entry_.load(std::memory_order_acquire);
+  }
+  SectionClock* section_clock() const { return sections_; }
 
   // Any thread: the assisted backend has just requested a full flush of
   // this pCPU's caches. A request takes effect before any later use, and a
@@ -156,12 +180,14 @@ class Pcpu {
 
   const int id_;
   TlbClock* const clock_;
+  SectionClock* const sections_;
   Tlb tlb_;
   std::thread thread_;
 
   std::atomic<bool> irqs_enabled_{true};
   std::atomic<uint64_t> section_seq_{0};
   std::atomic<uint32_t> section_domain_{0};
+  std::atomic<uint64_t> section_entry_{0};
   std::atomic<uint32_t> flush_time_{0};
   std::atomic<uint64_t> steps_{0};
   std::atomic<uint64_t> ipis_served_{0};

@@ -33,40 +33,42 @@ const char* PolicyName(Policy policy) {
 }
 
 absl::StatusOr<std::unique_ptr<FlushPolicy>> FlushPolicy::Create(
-    Policy policy, bool allow_unsafe, std::vector<Pcpu*> pcpus,
-    const TlbClock* clock, FlushBatcher* ipi, FlushBatcher* assisted,
-    GracePeriods* grace) {
+    Policy policy, bool allow_unsafe, Machine machine) {
   if (policy == Policy::kAssistedUnsafe && !allow_unsafe) {
     return absl::FailedPreconditionError(
         "policy assisted-unsafe reproduces the use-after-free of lockless "
         "walkers on freed page tables; it runs only when explicitly allowed");
   }
-  if (UsesGracePeriods(policy) && grace == nullptr) {
+  if (machine.pcpus.empty() || machine.clock == nullptr ||
+      machine.ipi == nullptr || machine.assisted == nullptr ||
+      machine.grace == nullptr || machine.frame_count == 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat(PolicyName(policy), " needs grace periods"));
+        "a flush policy needs pCPUs, the TLB clock, both batchers, grace "
+        "periods and the host frame count");
   }
-  return std::unique_ptr<FlushPolicy>(new FlushPolicy(
-      policy, std::move(pcpus), clock, ipi, assisted, grace));
+  for (const Pcpu* p : machine.pcpus) {
+    if (p->section_clock() == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "pCPU ", p->id(), " has no SectionClock: retypes cannot poll"));
+    }
+  }
+  return std::unique_ptr<FlushPolicy>(
+      new FlushPolicy(policy, std::move(machine)));
 }
 
-FlushPolicy::FlushPolicy(Policy policy, std::vector<Pcpu*> pcpus,
-                         const TlbClock* clock, FlushBatcher* ipi,
-                         FlushBatcher* assisted, GracePeriods* grace)
+FlushPolicy::FlushPolicy(Policy policy, Machine machine)
     : policy_(policy),
-      pcpus_(std::move(pcpus)),
-      clock_(clock),
-      ipi_(ipi),
-      assisted_(assisted),
-      grace_(grace) {}
+      machine_(std::move(machine)),
+      release_stamps_(machine_.frame_count) {}
 
 void FlushPolicy::Send(const FlushRequest& request, bool by_ipi, bool forced) {
   if (request.targets.Empty()) return;
   if (by_ipi) {
-    ipi_->Flush(request);
+    machine_.ipi->Flush(request);
     ipi_flushes_.fetch_add(1, std::memory_order_relaxed);
     if (forced) forced_ipis_.fetch_add(1, std::memory_order_relaxed);
   } else {
-    assisted_->Flush(request);
+    machine_.assisted->Flush(request);
     assisted_flushes_.fetch_add(1, std::memory_order_relaxed);
   }
 }
@@ -89,6 +91,12 @@ void FlushPolicy::AfterUnmap(const Domain& domain, bool tables_leave) {
   }
 }
 
+void FlushPolicy::AfterTablesReleased(const Domain& domain,
+                                      absl::Span<const Mfn> tables) {
+  // The change is visible (committed); the cookie orders after it.
+  release_stamps_.Record(tables, machine_.grace->GetState());
+}
+
 void FlushPolicy::BeforeRetype(const Domain& domain, Mfn mfn) {
   const FlushRequest request{domain.DirtyMask(),
                              FlushScope::Domain(domain.id())};
@@ -104,16 +112,22 @@ void FlushPolicy::BeforeRetype(const Domain& domain, Mfn mfn) {
       break;
     case Policy::kAssistedRcu:
       Send(request, /*by_ipi=*/false, /*forced=*/false);
-      grace_->Synchronize(domain.id());
-      retype_grace_periods_.fetch_add(1, std::memory_order_relaxed);
+      if (machine_.grace->CondSynchronize(domain.id(),
+                                          release_stamps_.At(mfn))) {
+        retype_grace_periods_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        retype_polls_elapsed_.fetch_add(1, std::memory_order_relaxed);
+      }
       break;
   }
 }
 
 void FlushPolicy::AfterAllocate(uint32_t stamp) {
   FlushRequest request{CpuMask(), FlushScope::All()};
-  for (const Pcpu* p : pcpus_) {
-    if (clock_->NeedFlush(p->flush_time(), stamp)) request.targets.Set(p->id());
+  for (const Pcpu* p : machine_.pcpus) {
+    if (machine_.clock->NeedFlush(p->flush_time(), stamp)) {
+      request.targets.Set(p->id());
+    }
   }
   const bool by_ipi =
       policy_ == Policy::kIpi || policy_ == Policy::kAssistedForceIpi;
@@ -126,6 +140,7 @@ FlushPolicyStats FlushPolicy::stats() const {
   s.assisted_flushes = assisted_flushes_.load(std::memory_order_relaxed);
   s.forced_ipis = forced_ipis_.load(std::memory_order_relaxed);
   s.retype_grace_periods = retype_grace_periods_.load(std::memory_order_relaxed);
+  s.retype_polls_elapsed = retype_polls_elapsed_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -3,7 +3,12 @@
 #include <memory>
 #include <vector>
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include "flush/flush_backends.h"
+#include "grace/testing/parked_reader.h"
 #include "gtest/gtest.h"
 
 namespace hvmm {
@@ -14,7 +19,8 @@ class FlushPolicyTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (int i = 0; i < 3; ++i) {
-      pcpus_.push_back(std::make_unique<Pcpu>(i, &clock_, Tlb::Options()));
+      pcpus_.push_back(std::make_unique<Pcpu>(i, &clock_, Tlb::Options(),
+                                              &sections_));
       raw_.push_back(pcpus_.back().get());
       pcpus_.back()->Start([](Pcpu&) { return false; });
     }
@@ -30,14 +36,17 @@ class FlushPolicyTest : public ::testing::Test {
   void TearDown() override {
     for (auto& p : pcpus_) p->Stop();
   }
+  FlushPolicy::Machine Machine() {
+    return {raw_,           &clock_,      ipi_batcher_.get(),
+            assisted_batcher_.get(), grace_.get(), kFrames};
+  }
   std::unique_ptr<FlushPolicy> Make(Policy p) {
-    return FlushPolicy::Create(p, /*allow_unsafe=*/true, raw_, &clock_,
-                               ipi_batcher_.get(), assisted_batcher_.get(),
-                               grace_.get())
-        .value();
+    return FlushPolicy::Create(p, /*allow_unsafe=*/true, Machine()).value();
   }
 
+  static constexpr uint64_t kFrames = 1024;
   TlbClock clock_;
+  SectionClock sections_;
   std::vector<std::unique_ptr<Pcpu>> pcpus_;
   std::vector<Pcpu*> raw_;
   std::unique_ptr<GracePeriods> grace_;
@@ -51,15 +60,21 @@ TEST_F(FlushPolicyTest, ParsesNamesAndRefusesUnsafeUnlessAllowed) {
   EXPECT_EQ(ParsePolicy("assisted+rcu").value(), Policy::kAssistedRcu);
   EXPECT_EQ(ParsePolicy("rcu").status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(FlushPolicy::Create(Policy::kAssistedUnsafe, false, raw_, &clock_,
-                                ipi_batcher_.get(), assisted_batcher_.get(),
-                                grace_.get())
+  EXPECT_EQ(FlushPolicy::Create(Policy::kAssistedUnsafe, false, Machine())
                 .status()
                 .code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(FlushPolicy::Create(Policy::kAssistedRcu, false, raw_, &clock_,
-                                ipi_batcher_.get(), assisted_batcher_.get(),
-                                nullptr)
+  FlushPolicy::Machine no_grace = Machine();
+  no_grace.grace = nullptr;
+  EXPECT_EQ(FlushPolicy::Create(Policy::kAssistedRcu, false, no_grace)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  TlbClock other_clock;
+  Pcpu unclocked(7, &other_clock, Tlb::Options());
+  FlushPolicy::Machine no_sections = Machine();
+  no_sections.pcpus.push_back(&unclocked);
+  EXPECT_EQ(FlushPolicy::Create(Policy::kAssistedRcu, false, no_sections)
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
@@ -88,12 +103,62 @@ TEST_F(FlushPolicyTest, ForceIpiUsesIpiOnlyWhenTablesLeave) {
 TEST_F(FlushPolicyTest, RcuIsAssistedAndWaitsAGracePeriodOnRetype) {
   auto p = Make(Policy::kAssistedRcu);
   p->AfterUnmap(domain_, /*tables_leave=*/true);
+  // Mfn(5) was never released through the hooks: its release time is
+  // unknown, so the retype takes a full grace period.
   p->BeforeRetype(domain_, Mfn(5));
   EXPECT_EQ(ipi_->calls(), 0u);
   EXPECT_EQ(assisted_->calls(), 2u);
   EXPECT_EQ(assisted_->targets_invalidated(), 4u);
   EXPECT_EQ(p->stats().retype_grace_periods, 1u);
   EXPECT_EQ(grace_->completed(), 1u);
+}
+
+TEST_F(FlushPolicyTest, RcuRetypeOfAReleasedTableWithNoOlderWalkerIsFree) {
+  auto p = Make(Policy::kAssistedRcu);
+  const Mfn tables[] = {Mfn(6), Mfn(7)};
+  p->AfterTablesReleased(domain_, tables);
+  EXPECT_NE(p->release_stamps().At(Mfn(6)), 0u);
+  EXPECT_EQ(p->release_stamps().At(Mfn(8)), 0u);
+  p->BeforeRetype(domain_, Mfn(6));
+  p->BeforeRetype(domain_, Mfn(7));
+  EXPECT_EQ(p->stats().retype_polls_elapsed, 2u);
+  EXPECT_EQ(p->stats().retype_grace_periods, 0u);
+  EXPECT_EQ(grace_->completed(), 0u) << "no grace period was needed";
+  EXPECT_EQ(assisted_->calls(), 2u) << "the coherence flush still happens";
+}
+
+// A walker that began before the release holds the retype back; one that
+// began after it does not.
+TEST(FlushPolicyRcuTest, RetypeWaitsOnlyForWalkersOlderThanTheRelease) {
+  testing::ParkedReaders readers(2);
+  TlbClock clock;
+  GracePeriods grace(readers.pcpus());
+  IpiFlushBackend ipi(readers.pcpus());
+  AssistedFlushBackend assisted(readers.pcpus(), {0, 0});
+  FlushBatcher ipi_batcher(&ipi), assisted_batcher(&assisted);
+  auto p = FlushPolicy::Create(Policy::kAssistedRcu, false,
+                               {readers.pcpus(), &clock, &ipi_batcher,
+                                &assisted_batcher, &grace, 64})
+               .value();
+  Domain domain(DomainId(1), "d", 1, 16);
+  domain.MarkDirty(0);
+  domain.MarkDirty(1);
+  const Mfn table[] = {Mfn(3)};
+
+  readers.Park(0, domain.id());  // Older than the release.
+  p->AfterTablesReleased(domain, table);
+  readers.Park(1, domain.id());  // Younger: cannot reach the table.
+  std::atomic<bool> done{false};
+  std::thread retype([&] {
+    p->BeforeRetype(domain, Mfn(3));
+    done.store(true);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(done.load()) << "retyped under a walker older than the release";
+  readers.Release(0);
+  retype.join();
+  EXPECT_EQ(p->stats().retype_grace_periods, 1u);
+  readers.Release(1);
 }
 
 TEST_F(FlushPolicyTest, UnsafeIsAllAssistedAndWaitsForNobody) {

@@ -4,7 +4,60 @@
 #include <chrono>
 #include <thread>
 
+#include "base/check.h"
+
 namespace hvmm {
+namespace {
+
+// The pCPUs' shared SectionClock, or null if they have none.
+SectionClock* SharedClock(const std::vector<Pcpu*>& pcpus) {
+  if (pcpus.empty()) return nullptr;
+  SectionClock* clock = pcpus[0]->section_clock();
+  for (const Pcpu* p : pcpus) {
+    HVMM_CHECK(p->section_clock() == clock)
+        << "pCPU " << p->id() << " has another SectionClock";
+  }
+  return clock;
+}
+
+}  // namespace
+
+GracePeriods::GracePeriods(std::vector<Pcpu*> pcpus)
+    : pcpus_(std::move(pcpus)), clock_(SharedClock(pcpus_)) {}
+
+uint64_t GracePeriods::GetState() {
+  HVMM_CHECK(clock_ != nullptr) << "polled grace periods need a SectionClock";
+  return clock_->Advance();
+}
+
+std::vector<GracePeriods::OpenSection> GracePeriods::OlderSectionsOf(
+    DomainId domain, uint64_t cookie) const {
+  std::vector<OpenSection> open = OpenSectionsOf(domain);
+  if (cookie == 0) return open;  // Unknown: every open section may be older.
+  std::vector<OpenSection> older;
+  for (const OpenSection& s : open) {
+    // This section's entry time, or an earlier section's (older: we wait
+    // needlessly), or a later one's (then this one is over).
+    if (pcpus_[s.cpu]->section_entry() < cookie) older.push_back(s);
+  }
+  return older;
+}
+
+bool GracePeriods::PollState(DomainId domain, uint64_t cookie) const {
+  return cookie != 0 && OlderSectionsOf(domain, cookie).empty();
+}
+
+bool GracePeriods::CondSynchronize(DomainId domain, uint64_t cookie) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<OpenSection> older = OlderSectionsOf(domain, cookie);
+  if (cookie != 0 && older.empty()) {
+    polls_elapsed_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  // Sections that began after the cookie cannot see what it covers.
+  WaitOut(older, start);
+  return true;
+}
 
 std::vector<GracePeriods::OpenSection> GracePeriods::OpenSectionsOf(
     DomainId domain) const {
@@ -43,8 +96,11 @@ uint64_t GracePeriods::LatencyQuantileNs(double q) const {
 }
 
 int GracePeriods::Synchronize(DomainId domain) {
-  const auto start = std::chrono::steady_clock::now();
-  const std::vector<OpenSection> open = OpenSectionsOf(domain);
+  return WaitOut(OpenSectionsOf(domain), std::chrono::steady_clock::now());
+}
+
+int GracePeriods::WaitOut(const std::vector<OpenSection>& open,
+                          std::chrono::steady_clock::time_point start) {
   for (const OpenSection& s : open) {
     // Spin briefly (sections are short), then sleep: when pCPUs outnumber
     // cores, a waiter that stays runnable steals the core from the very

@@ -11,12 +11,21 @@
 // it sends an empty IPI to those pCPUs and waits for the acknowledgements,
 // which can only come from an interrupt window, after the section ended.
 //
+// Polled grace periods (Linux get_state_synchronize_rcu(),
+// poll_state_synchronize_rcu(), cond_synchronize_rcu()): when the pCPUs share
+// a SectionClock, GetState() after an unhook returns a cookie, and
+// PollState(D, cookie) says without waiting whether every section of D open
+// now began after it: then a full grace period for D has elapsed since the
+// cookie. CondSynchronize() waits only when it has not. An updater that
+// unhooks early and retypes later thus usually waits for nothing.
+//
 // Thread-safety: all methods from any thread except a pCPU's own (a pCPU
 // waiting for itself would never return).
 #ifndef HVMM_GRACE_GRACE_PERIODS_H_
 #define HVMM_GRACE_GRACE_PERIODS_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -29,7 +38,8 @@ namespace hvmm {
 class GracePeriods {
  public:
   // `pcpus[i]` is pCPU i; they must outlive this.
-  explicit GracePeriods(std::vector<Pcpu*> pcpus) : pcpus_(std::move(pcpus)) {}
+  // Polled grace periods need every pCPU built with the same SectionClock.
+  explicit GracePeriods(std::vector<Pcpu*> pcpus);
   GracePeriods(const GracePeriods&) = delete;
   GracePeriods& operator=(const GracePeriods&) = delete;
 
@@ -39,8 +49,23 @@ class GracePeriods {
   // The same, by IPI (for memory pressure and queue-full fallbacks).
   int SynchronizeExpedited(DomainId domain);
 
+  // A cookie for "now" (after the caller's stores so far). Never 0.
+  // REQUIRES: the pCPUs share a SectionClock.
+  uint64_t GetState();
+  // True once every read section for `domain` that could have begun before
+  // `cookie` was taken has closed. Cookie 0 ("unknown") is never elapsed.
+  // Does not wait; read sections of other domains never matter.
+  bool PollState(DomainId domain, uint64_t cookie) const;
+  // Unless PollState(domain, cookie): a grace period that waits only for the
+  // sections of `domain` older than `cookie`. Returns whether it had to.
+  bool CondSynchronize(DomainId domain, uint64_t cookie);
+
   uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
   uint64_t expedited() const { return expedited_.load(std::memory_order_relaxed); }
+  // CondSynchronize calls that found their grace period already elapsed.
+  uint64_t polls_elapsed() const {
+    return polls_elapsed_.load(std::memory_order_relaxed);
+  }
   // Latency quantile (0 < q <= 1) of completed grace periods, in ns, from a
   // log2 histogram (so within a factor of 2); 0 if none completed.
   uint64_t LatencyQuantileNs(double q) const;
@@ -52,11 +77,18 @@ class GracePeriods {
   };
   // After a seq_cst fence: the sections for `domain` open right now.
   std::vector<OpenSection> OpenSectionsOf(DomainId domain) const;
+  // Those of them that may have begun before `cookie` (all, for cookie 0).
+  std::vector<OpenSection> OlderSectionsOf(DomainId domain,
+                                           uint64_t cookie) const;
+  // Waits until each of `open` has closed; counts one grace period.
+  int WaitOut(const std::vector<OpenSection>& open,
+              std::chrono::steady_clock::time_point start);
 
   void Record(uint64_t ns);
 
   const std::vector<Pcpu*> pcpus_;
-  std::atomic<uint64_t> completed_{0}, expedited_{0};
+  SectionClock* const clock_;  // Null without polled grace periods.
+  std::atomic<uint64_t> completed_{0}, expedited_{0}, polls_elapsed_{0};
   static constexpr int kBuckets = 48;
   std::atomic<uint64_t> latency_log2_[kBuckets] = {};
 };

@@ -91,5 +91,59 @@ TEST(GracePeriodsTest, ReadersThatStartAfterTheGracePeriodAreNotWaitedFor) {
   t.join();
 }
 
+TEST(GracePeriodsTest, PollWithNoReadersHasElapsed) {
+  ParkedReaders readers(2);
+  GracePeriods grace(readers.pcpus());
+  const uint64_t cookie = grace.GetState();
+  EXPECT_NE(cookie, 0u);
+  EXPECT_TRUE(grace.PollState(kD, cookie));
+  EXPECT_FALSE(grace.CondSynchronize(kD, cookie));
+  EXPECT_EQ(grace.polls_elapsed(), 1u);
+  EXPECT_EQ(grace.completed(), 0u) << "an elapsed poll is not a new GP";
+}
+
+TEST(GracePeriodsTest, UnknownCookieNeverElapses) {
+  ParkedReaders readers(2);
+  GracePeriods grace(readers.pcpus());
+  EXPECT_FALSE(grace.PollState(kD, 0));
+}
+
+TEST(GracePeriodsTest, PollWaitsOnlyForOlderReadersOfTheDomain) {
+  ParkedReaders readers(3);
+  GracePeriods grace(readers.pcpus());
+  readers.Park(0, kD);  // Began before the cookie.
+  readers.Park(1, kE);  // Another domain: never matters.
+  const uint64_t cookie = grace.GetState();
+  EXPECT_FALSE(grace.PollState(kD, cookie));
+  EXPECT_FALSE(grace.PollState(kE, grace.GetState()))
+      << "E's reader began before this cookie too";
+  readers.Park(2, kD);  // Began after the cookie: cannot see the unhook.
+  EXPECT_FALSE(grace.PollState(kD, cookie)) << "pCPU 0 is still inside";
+  readers.Release(0);
+  // Wait until pCPU 0 has left its section.
+  const auto deadline = std::chrono::steady_clock::now() + milliseconds(2000);
+  while (!grace.PollState(kD, cookie) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  EXPECT_TRUE(grace.PollState(kD, cookie))
+      << "a reader that began after the cookie kept it from elapsing";
+  EXPECT_FALSE(grace.CondSynchronize(kD, cookie));
+  readers.Release(1);
+  readers.Release(2);
+}
+
+TEST(GracePeriodsTest, CondSynchronizeWaitsForAnOlderReader) {
+  ParkedReaders readers(2);
+  GracePeriods grace(readers.pcpus());
+  readers.Park(1, kD);
+  const uint64_t cookie = grace.GetState();
+  ExpectWaitsForReader(readers, 1, [&] {
+    EXPECT_TRUE(grace.CondSynchronize(kD, cookie));
+  });
+  EXPECT_EQ(grace.completed(), 1u);
+  EXPECT_TRUE(grace.PollState(kD, cookie));
+}
+
 }  // namespace
 }  // namespace hvmm

@@ -35,6 +35,9 @@ TEST(ConcurrencyTest, ChurnWalkAndAuditConcurrently) {
   // that both parallel domains and contention on one domain are exercised.
   for (int t = 0; t < kMutators; ++t) {
     threads.emplace_back([&, t] {
+      // Start once the auditor is running, so that audits overlap the churn
+      // (in opt builds the churn can otherwise end before it is scheduled).
+      while (audits.load() == 0) std::this_thread::yield();
       std::mt19937_64 rng(1000 + t);
       for (int i = 0; i < kOpsPerMutator; ++i) {
         const DomainId d = t < kDomains - 1 ? ids[t] : ids[rng() % kDomains];

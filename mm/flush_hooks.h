@@ -10,6 +10,14 @@
 //                  (coherence). `tables_leave` says page tables are among the
 //                  frames about to leave: under policies without grace
 //                  periods the flush must also wait out walkers (existence).
+//   AfterTablesReleased
+//                  a committed change left `tables` of `domain` as page
+//                  tables with no type references (unhooked, unpinned, or no
+//                  longer a base pointer): walkers that began before this
+//                  call may still be reading them. Called after the change
+//                  is visible, before any later BeforeRetype of them, so a
+//                  policy can note the time and, at the retype, wait only if
+//                  such walkers remain.
 //   BeforeRetype   a frame of `domain` that was a page table is about to take
 //                  another type: once this returns, no walker may still be
 //                  reading it as a table (existence), nor any TLB or
@@ -25,6 +33,7 @@
 
 #include <cstdint>
 
+#include "absl/types/span.h"
 #include "mm/types.h"
 
 namespace hvmm {
@@ -35,6 +44,8 @@ class FlushHooks {
  public:
   virtual ~FlushHooks() = default;
   virtual void AfterUnmap(const Domain& domain, bool tables_leave) = 0;
+  virtual void AfterTablesReleased(const Domain& domain,
+                                   absl::Span<const Mfn> tables) = 0;
   virtual void BeforeRetype(const Domain& domain, Mfn mfn) = 0;
   virtual void AfterAllocate(uint32_t stamp) = 0;
 };

@@ -9,17 +9,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/lazy_zeroed.h"
 
 namespace hvmm {
-namespace {
-
-void* MapLazy(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? nullptr : p;
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<FrameTable>> FrameTable::Create(
     uint64_t frame_count) {
@@ -30,13 +22,13 @@ absl::StatusOr<std::unique_ptr<FrameTable>> FrameTable::Create(
   }
   const size_t info_bytes = frame_count * sizeof(PageInfo);
   const size_t content_bytes = frame_count * kPageSize;
-  void* infos = MapLazy(info_bytes);
+  void* infos = MapLazyZeroed(info_bytes);
   if (infos == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "cannot reserve ", info_bytes, " bytes of frame metadata: ",
         std::strerror(errno)));
   }
-  void* contents = MapLazy(content_bytes);
+  void* contents = MapLazyZeroed(content_bytes);
   if (contents == nullptr) {
     const int err = errno;
     munmap(infos, info_bytes);

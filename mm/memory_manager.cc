@@ -95,6 +95,13 @@ TypeTransaction MemoryManager::NewTransaction(const Domain& domain,
                          &domain);
 }
 
+void MemoryManager::CommitLocked(const Domain& domain, TypeTransaction& txn) {
+  txn.Commit();
+  if (hooks_ != nullptr && !txn.released_tables().empty()) {
+    hooks_->AfterTablesReleased(domain, txn.released_tables());
+  }
+}
+
 void MemoryManager::AfterUnmap(const Domain& domain, bool tables_leave) {
   if (hooks_ != nullptr) hooks_->AfterUnmap(domain, tables_leave);
 }
@@ -173,7 +180,7 @@ absl::StatusOr<DomainId> MemoryManager::CreateDomain(
     for (uint32_t v = 0; v < config.vcpus; ++v) {
       HVMM_CHECK(txn.GetPageAndType(root, PageType::kL4).ok());
     }
-    txn.Commit();
+    CommitLocked(*domain, txn);
     for (uint32_t v = 0; v < config.vcpus; ++v) {
       domain->set_base_pointer_locked(VcpuId(v), root);
     }
@@ -211,7 +218,7 @@ absl::Status MemoryManager::DestroyDomain(DomainId id) {
         txn.PutPageAndType(mfn);
       }
     }
-    txn.Commit();
+    CommitLocked(*domain, txn);
     AfterUnmap(*domain, /*tables_leave=*/true);
     for (Mfn mfn : frames) domain->ReleaseFrameLocked(*table_, mfn);
     retirer_->Retire(id, frames);
@@ -315,7 +322,7 @@ absl::Status MemoryManager::PinTable(DomainId id, Mfn mfn, Level level) {
     return s;  // txn aborts.
   }
   txn.SetPinned(mfn, true);
-  txn.Commit();
+  CommitLocked(**d, txn);
   return absl::OkStatus();
 }
 
@@ -327,7 +334,7 @@ absl::Status MemoryManager::UnpinTable(DomainId id, Mfn mfn) {
   if (!table_->info(mfn).has(kPagePinned)) return NotPinnedError(mfn);
   txn.SetPinned(mfn, false);
   txn.PutPageAndType(mfn);
-  txn.Commit();
+  CommitLocked(**d, txn);
   return absl::OkStatus();
 }
 
@@ -348,7 +355,7 @@ absl::Status MemoryManager::SetBasePointer(DomainId id, VcpuId vcpu,
   if (std::optional<Mfn> old = domain.base_pointer(vcpu)) {
     txn.PutPageAndType(*old);
   }
-  txn.Commit();
+  CommitLocked(domain, txn);
   domain.set_base_pointer_locked(vcpu, root);
   return absl::OkStatus();
 }
@@ -388,7 +395,7 @@ absl::Status MemoryManager::MmuUpdate(DomainId id,
       mapping_removed = true;
     }
   }
-  txn.Commit();
+  CommitLocked(**d, txn);
   // A replaced or cleared entry: no pCPU may use the old translation once
   // this returns (coherence).
   if (mapping_removed) AfterUnmap(**d, /*tables_leave=*/false);
@@ -432,7 +439,7 @@ absl::StatusOr<MapRangeResult> MemoryManager::MapRange(DomainId id,
   TypeTransaction txn(table_.get(), &clock_, id,
                       TypeTransaction::Mode::kWriteThrough);
   InstallMapRangeLocked(txn, *root, start, pages, writable, frames);
-  txn.Commit();
+  CommitLocked(domain, txn);
   AfterAllocate(*stamp);
   MapRangeResult result;
   result.pages_mapped = pages;
@@ -456,7 +463,7 @@ absl::StatusOr<UnmapRangeResult> MemoryManager::UnmapRange(DomainId id,
                       TypeTransaction::Mode::kWriteThrough);
   UnmapRangeResult result =
       UnhookRangeLocked(txn, *table_, *root, start, pages, &to_release);
-  txn.Commit();
+  CommitLocked(domain, txn);
   // 2. Flush (and, for policies without grace periods, wait out walkers if
   // tables are leaving).
   if (result.pages_unmapped > 0 || result.tables_unhooked > 0) {

@@ -181,6 +181,9 @@ class MemoryManager {
   TypeTransaction NewTransaction(const Domain& domain,
                                  TypeTransaction::Mode mode);
   // Hook calls; no-ops without hooks.
+  // Commits `txn` and reports the page tables it released
+  // (FlushHooks::AfterTablesReleased). REQUIRES: domain.mu() held.
+  void CommitLocked(const Domain& domain, TypeTransaction& txn);
   void AfterUnmap(const Domain& domain, bool tables_leave);
   void AfterAllocate(uint32_t stamp);
 

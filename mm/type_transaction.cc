@@ -199,7 +199,11 @@ void TypeTransaction::Commit() {
   done_ = true;
   const uint32_t now = clock_->Now();
   for (Mfn mfn : type_count_hit_zero_) {
-    table_->info(mfn).tlbflush_timestamp.store(now, std::memory_order_relaxed);
+    PageInfo& info = table_->info(mfn);
+    info.tlbflush_timestamp.store(now, std::memory_order_relaxed);
+    if (info.type_count == 0 && IsPageTableType(info.type)) {
+      released_tables_.push_back(mfn);
+    }
   }
   for (Mfn mfn : left_table_type_) {
     table_->info(mfn).generation.fetch_add(1, std::memory_order_release);

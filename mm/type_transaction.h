@@ -46,6 +46,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "flush/tlb_clock.h"
 #include "mm/flush_hooks.h"
 #include "mm/frame_table.h"
@@ -107,6 +108,11 @@ class TypeTransaction {
   // REQUIRES: kStaged.
   void Abort();
 
+  // After Commit(): the frames that this transaction left as page tables
+  // with a type count of 0 (unhooked, unpinned, no longer a base pointer).
+  // They may be retyped later, which FlushHooks::BeforeRetype gates.
+  absl::Span<const Mfn> released_tables() const { return released_tables_; }
+
  private:
   struct Snapshot {
     Mfn mfn;
@@ -139,6 +145,7 @@ class TypeTransaction {
   // Applied by Commit(): rule 5 (generation) and rule 3 (stamp). May repeat.
   std::vector<Mfn> left_table_type_;
   std::vector<Mfn> type_count_hit_zero_;
+  std::vector<Mfn> released_tables_;
   // kStaged only: latest staged value per entry, and all writes in order.
   absl::flat_hash_map<uint64_t, uint64_t> staged_;
   std::vector<std::pair<uint64_t, uint64_t>> staged_order_;

@@ -1,5 +1,6 @@
 // Test helper: pCPUs whose step can park inside a ReadSection for a chosen
-// domain (a walker stalled mid-walk), or idle.
+// domain (a walker stalled mid-walk), or idle. The pCPUs share a
+// SectionClock, so polled grace periods work on them.
 #ifndef HVMM_GRACE_TESTING_PARKED_READER_H_
 #define HVMM_GRACE_TESTING_PARKED_READER_H_
 
@@ -21,7 +22,8 @@ class ParkedReaders {
     for (int i = 0; i < n; ++i) {
       park_domain_[i].store(0);
       parked_[i].store(false);
-      pcpus_.push_back(std::make_unique<Pcpu>(i, &clock_, Tlb::Options()));
+      pcpus_.push_back(std::make_unique<Pcpu>(i, &clock_, Tlb::Options(),
+                                              &sections_));
       raw_.push_back(pcpus_.back().get());
     }
     for (auto& p : pcpus_) {
@@ -53,6 +55,7 @@ class ParkedReaders {
 
  private:
   TlbClock clock_;
+  SectionClock sections_;
   std::vector<std::unique_ptr<Pcpu>> pcpus_;
   std::vector<Pcpu*> raw_;
   std::unique_ptr<std::atomic<uint32_t>[]> park_domain_;

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -48,6 +49,9 @@ ABSL_FLAG(uint64_t, frames, 1 << 16, "host frames");
 ABSL_FLAG(uint64_t, window_pages, 2048,
           "pages of each domain's address window");
 ABSL_FLAG(uint64_t, hypercall_ns, 2000, "assisted flush hypercall latency");
+ABSL_FLAG(int, retype_lag, 8,
+          "a released table is retyped to writable this many retype "
+          "operations of its domain later (0: at once)");
 
 namespace hvmm {
 namespace {
@@ -73,7 +77,8 @@ class Torture {
   Torture(Policy policy, int pcpus, uint64_t frames)
       : policy_(policy), mm_(MemoryManager::Create({frames, 0}).value()) {
     for (int i = 0; i < pcpus; ++i) {
-      pcpus_.push_back(std::make_unique<Pcpu>(i, &mm_->clock(), Tlb::Options()));
+      pcpus_.push_back(std::make_unique<Pcpu>(i, &mm_->clock(), Tlb::Options(),
+                                              &sections_));
       raw_.push_back(pcpus_.back().get());
     }
     grace_ = std::make_unique<GracePeriods>(raw_);
@@ -87,8 +92,9 @@ class Torture {
 
   void Run() {
     absl::StatusOr<std::unique_ptr<FlushPolicy>> flush = FlushPolicy::Create(
-        policy_, absl::GetFlag(FLAGS_allow_unsafe), raw_, &mm_->clock(),
-        ipi_batcher_.get(), assisted_batcher_.get(), grace_.get());
+        policy_, absl::GetFlag(FLAGS_allow_unsafe),
+        {raw_, &mm_->clock(), ipi_batcher_.get(), assisted_batcher_.get(),
+         grace_.get(), mm_->frame_table().frame_count()});
     if (!flush.ok()) Fail(std::string(flush.status().message()));
     flush_ = *std::move(flush);
     mm_->SetFlushHooks(flush_.get());
@@ -99,6 +105,7 @@ class Torture {
     }
 
     walk_delay_ns_ = absl::GetFlag(FLAGS_walk_delay_ns);
+    retype_lag_ = absl::GetFlag(FLAGS_retype_lag);
     for (Pcpu* p : raw_) {
       guests_.push_back(std::make_unique<GuestCpu>(
           &mm_->frame_table(), &run_queue_,
@@ -144,6 +151,9 @@ class Torture {
   struct Slot {
     DomainId id{0};
     Mfn scratch_l1{0};  // A pinned L1 outside the root: retype target slots.
+    // Unhooked L1 tables, still owned, oldest first: each is retyped
+    // --retype-lag retype operations after its release.
+    std::deque<Mfn> released_l1s;
   };
 
   void CreateSlot(int i) {
@@ -157,7 +167,7 @@ class Torture {
     const Mfn scratch = mm_->IncreaseReservation(id, 1).value()[0];
     if (!mm_->PinTable(id, scratch, Level::kL1).ok()) Fail("scratch pin");
     (void)mm_->MapRange(id, Vaddr(kWindowBase), window / 2, true);
-    slots_[i] = Slot{id, scratch};
+    slots_[i] = Slot{id, scratch, {}};
     WorkloadConfig w;
     w.ranges = {{Vaddr(kWindowBase), window}};
     run_queue_.AddDomain(mm_->FindDomain(id), w,
@@ -171,31 +181,36 @@ class Torture {
     }
   }
 
-  // Unhooks the L1 table under `va` from its L2 (it stays owned), maps it
-  // writable through the scratch L1 (it leaves the page-table type: the
-  // retype the existence promise must gate), then releases it and its
-  // orphaned data frames.
-  void Retype(const Slot& slot, Vaddr va) {
+  // Unhooks the L1 table under `va` from its L2 (it stays owned, and its
+  // orphaned data frames are released), queues it, and retypes the oldest
+  // queued table once more than --retype-lag are queued: it is mapped
+  // writable through the scratch L1, so it leaves the page-table type (the
+  // retype the existence promise must gate), then unmapped and released.
+  void Retype(Slot& slot, Vaddr va) {
     absl::StatusOr<WalkResult> w =
         mm_->Walk(slot.id, VcpuId(0), va, Access::kRead);
-    if (!w.ok() || w->tables_read < 4) return;
-    const Mfn l2 = w->tables[2], l1 = w->tables[3];
-    std::vector<Mfn> data;
-    for (uint32_t i = 0; i < kEntriesPerTable; ++i) {
-      const uint64_t e = mm_->frame_table().entries(l1)[i].load();
-      if (PtePresent(e)) data.push_back(PteMfn(e));
+    if (w.ok() && w->tables_read == 4) {
+      const Mfn l2 = w->tables[2], l1 = w->tables[3];
+      std::vector<Mfn> data;
+      for (uint32_t i = 0; i < kEntriesPerTable; ++i) {
+        const uint64_t e = mm_->frame_table().entries(l1)[i].load();
+        if (PtePresent(e)) data.push_back(PteMfn(e));
+      }
+      if (mm_->MmuUpdate(slot.id, {{l2, va.TableIndex(Level::kL2), 0}}).ok()) {
+        std::sort(data.begin(), data.end());
+        data.erase(std::unique(data.begin(), data.end()), data.end());
+        (void)mm_->DecreaseReservation(slot.id, data);
+        slot.released_l1s.push_back(l1);
+      }
     }
-    if (!mm_->MmuUpdate(slot.id, {{l2, va.TableIndex(Level::kL2), 0}}).ok()) {
-      return;
-    }
-    if (mm_->MmuUpdate(slot.id, {{slot.scratch_l1, 0, MakePte(l1, kRw)}}).ok()) {
+    if (slot.released_l1s.size() <= static_cast<size_t>(retype_lag_)) return;
+    const Mfn old = slot.released_l1s.front();
+    slot.released_l1s.pop_front();
+    if (mm_->MmuUpdate(slot.id, {{slot.scratch_l1, 0, MakePte(old, kRw)}}).ok()) {
       stats_.retypes.fetch_add(1);
       (void)mm_->MmuUpdate(slot.id, {{slot.scratch_l1, 0, 0}});
     }
-    data.push_back(l1);
-    std::sort(data.begin(), data.end());
-    data.erase(std::unique(data.begin(), data.end()), data.end());
-    (void)mm_->DecreaseReservation(slot.id, data);
+    (void)mm_->DecreaseReservation(slot.id, {old});
   }
 
   void UpdaterLoop(int u, int nupdaters,
@@ -209,7 +224,7 @@ class Torture {
     if (mine.empty()) return;
     while (std::chrono::steady_clock::now() < deadline) {
       const int i = mine[rng() % mine.size()];
-      const Slot slot = slots_[i];
+      Slot& slot = slots_[i];
       const Vaddr va(kWindowBase + (rng() % window) * kPageSize);
       const uint64_t room = window - (va.value() - kWindowBase) / kPageSize;
       const int dice = static_cast<int>(rng() % 100);
@@ -247,9 +262,9 @@ class Torture {
     const uint64_t pending = retirer_ ? retirer_->pending_frames() : 0;
     const uint64_t leaked = total - free_frames - pending;
     std::printf("hvmm-torture: policy=%s pcpus=%zu domains=%zu seconds=%.1f "
-                "walk-delay-ns=%lu\n",
+                "walk-delay-ns=%lu retype-lag=%d\n",
                 PolicyName(policy_), raw_.size(), slots_.size(), elapsed,
-                static_cast<unsigned long>(walk_delay_ns_));
+                static_cast<unsigned long>(walk_delay_ns_), retype_lag_);
     std::printf("walks: %lu  tlb hits: %lu  tlb misses: %lu  faults: %lu  "
                 "vcpu switches: %lu\n",
                 (unsigned long)g.walks, (unsigned long)g.tlb_hits,
@@ -261,12 +276,13 @@ class Torture {
                 (unsigned long)ipi_->ipis_sent(), (unsigned long)f.forced_ipis,
                 (unsigned long)(retirer_ ? retirer_->fallbacks() : 0));
     std::printf("grace periods: %lu  p50 <= %lu ns  p99 <= %lu ns  "
-                "(retype %lu, retirer %lu)\n",
+                "(retype %lu, retirer %lu)  retypes already clear: %lu\n",
                 (unsigned long)grace_->completed(),
                 (unsigned long)grace_->LatencyQuantileNs(0.5),
                 (unsigned long)grace_->LatencyQuantileNs(0.99),
                 (unsigned long)f.retype_grace_periods,
-                (unsigned long)(retirer_ ? retirer_->grace_periods() : 0));
+                (unsigned long)(retirer_ ? retirer_->grace_periods() : 0),
+                (unsigned long)f.retype_polls_elapsed);
     std::printf("violations: existence %lu  coherence %lu  (last: domain %u "
                 "frame 0x%lx, policy %s)\n",
                 (unsigned long)g.existence_violations,
@@ -293,6 +309,7 @@ class Torture {
   const Policy policy_;
   std::unique_ptr<MemoryManager> mm_;
   std::vector<std::unique_ptr<Pcpu>> pcpus_;
+  SectionClock sections_;
   std::vector<Pcpu*> raw_;
   std::unique_ptr<GracePeriods> grace_;
   std::unique_ptr<IpiFlushBackend> ipi_;
@@ -304,6 +321,7 @@ class Torture {
   std::vector<std::unique_ptr<GuestCpu>> guests_;
   std::vector<Slot> slots_;
   uint64_t walk_delay_ns_ = 0;
+  int retype_lag_ = 0;
   UpdaterStats stats_;
   GuestCpuStats guest_totals_;
 };
