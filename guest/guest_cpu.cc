@@ -1,5 +1,6 @@
 #include "guest/guest_cpu.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "mm/walker.h"
@@ -22,6 +23,7 @@ void GuestCpuStats::Add(const GuestCpuStats& o) {
   vcpu_switches += o.vcpu_switches;
   existence_violations += o.existence_violations;
   coherence_violations += o.coherence_violations;
+  for (int i = 0; i < kPipeLen; ++i) pipe[i] += o.pipe[i];
   if (o.last_violation_domain != 0) {
     last_violation_domain = o.last_violation_domain;
     last_violation_frame = o.last_violation_frame;
@@ -102,6 +104,24 @@ bool GuestCpu::FramesUnchanged(const TlbEntry& e) const {
   return true;
 }
 
+int GuestCpu::PipeCount(const WalkResult& w, uint64_t entry_time) const {
+  int pipe = 0;
+  for (uint32_t i = 0; i < w.tables_read; ++i) {
+    const Mfn t = w.tables[i];
+    const uint32_t reuses =
+        table_->info(t).generation.load(std::memory_order_acquire) -
+        w.generations[i];
+    if (reuses != 0) {
+      pipe = std::max<int>(
+          pipe, static_cast<int>(std::min<uint32_t>(reuses + 1, kPipeLen - 1)));
+    } else if (options_.release_stamps != nullptr && entry_time != 0 &&
+               options_.release_stamps->At(t) >= entry_time) {
+      pipe = std::max(pipe, 1);
+    }
+  }
+  return pipe;
+}
+
 bool GuestCpu::Step(Pcpu& self) {
   if (current_ == nullptr || slice_left_ == 0) Switch(self);
   if (current_ == nullptr) return false;
@@ -131,7 +151,9 @@ bool GuestCpu::Step(Pcpu& self) {
   const WalkResult w = WalkTables(*table_, *root, a.va, a.access,
                                   options_.walk_delay, options_.walk_delay_arg);
   Bump(walks_);
-  if (!TablesUnchanged(*table_, w)) {
+  const int pipe = PipeCount(w, section.entry_time());
+  Bump(pipe_[pipe]);
+  if (pipe >= 2) {
     NoteViolation(existence_violations_, domain.id(),
                   w.tables[w.tables_read - 1]);
   }
@@ -153,6 +175,9 @@ GuestCpuStats GuestCpu::stats() const {
   s.vcpu_switches = switches_.load(std::memory_order_relaxed);
   s.existence_violations = existence_violations_.load(std::memory_order_relaxed);
   s.coherence_violations = coherence_violations_.load(std::memory_order_relaxed);
+  for (int i = 0; i < kPipeLen; ++i) {
+    s.pipe[i] = pipe_[i].load(std::memory_order_relaxed);
+  }
   s.last_violation_domain =
       last_violation_domain_.load(std::memory_order_relaxed);
   s.last_violation_frame = last_violation_frame_.load(std::memory_order_relaxed);

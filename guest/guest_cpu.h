@@ -16,6 +16,16 @@
 //      check); fill the TLB.
 // Failed checks are counted as violations (DESIGN §6), never repaired.
 //
+// The pipe histogram (rcutorture's "Reader Pipe"): each walk is placed by
+// the oldest state, at the end of the walk, of the tables it read:
+//   0   none was released while the walk was inside its section;
+//   1   one was released (unhooked: ReleaseStamps) during the walk but is
+//       still neither freed nor retyped: the grace period is holding it;
+//   k>=2  one was freed or retyped k-1 times (generations) while the walk
+//       still read it: a grace period ended under a reader.
+// Only buckets 0 and 1 may be non-zero; bucket >= 2 is an existence
+// violation seen from the reader's side.
+//
 // Thread-safety: VcpuRunQueue from any thread. A GuestCpu belongs to one
 // pCPU; its counters may be read from any thread.
 #ifndef HVMM_GUEST_GUEST_CPU_H_
@@ -29,6 +39,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "base/mutex.h"
 #include "cpu/pcpu.h"
+#include "grace/release_stamps.h"
 #include "guest/access_stream.h"
 #include "mm/domain.h"
 #include "mm/frame_table.h"
@@ -60,6 +71,9 @@ class VcpuRunQueue {
   absl::flat_hash_set<DomainId> removed_ ABSL_GUARDED_BY(mu_);
 };
 
+// rcutorture's RCU_TORTURE_PIPE_LEN.
+inline constexpr int kPipeLen = 11;
+
 struct GuestCpuStats {
   uint64_t accesses = 0;
   uint64_t tlb_hits = 0;
@@ -69,6 +83,7 @@ struct GuestCpuStats {
   uint64_t vcpu_switches = 0;
   uint64_t existence_violations = 0;
   uint64_t coherence_violations = 0;
+  uint64_t pipe[kPipeLen] = {};  // Walks by pipe count (file comment).
   // The most recent violation, for the report (0 if none).
   uint32_t last_violation_domain = 0;
   uint64_t last_violation_frame = 0;
@@ -85,6 +100,10 @@ class GuestCpu {
     // window a stale walker has (torture's --walk-delay-ns).
     WalkDelayHook walk_delay = nullptr;
     void* walk_delay_arg = nullptr;
+    // When tables were released, for pipe bucket 1 (the flush policy's;
+    // may be null: walks then land in 0 or >= 2). The pCPUs need a
+    // SectionClock for the comparison to mean anything.
+    const ReleaseStamps* release_stamps = nullptr;
   };
 
   GuestCpu(const FrameTable* table, VcpuRunQueue* run_queue, Options options)
@@ -100,6 +119,8 @@ class GuestCpu {
  private:
   void Switch(Pcpu& self);
   bool FramesUnchanged(const TlbEntry& e) const;
+  // The walk's pipe count (file comment); `entry_time` is its section's.
+  int PipeCount(const WalkResult& w, uint64_t entry_time) const;
 
   const FrameTable* const table_;
   VcpuRunQueue* const run_queue_;
@@ -113,6 +134,7 @@ class GuestCpu {
   std::atomic<uint64_t> accesses_{0}, hits_{0}, misses_{0}, walks_{0},
       faults_{0}, switches_{0}, existence_violations_{0},
       coherence_violations_{0};
+  std::atomic<uint64_t> pipe_[kPipeLen] = {};
   std::atomic<uint32_t> last_violation_domain_{0};
   std::atomic<uint64_t> last_violation_frame_{0};
 };

@@ -110,7 +110,7 @@ class Torture {
       guests_.push_back(std::make_unique<GuestCpu>(
           &mm_->frame_table(), &run_queue_,
           GuestCpu::Options{64, walk_delay_ns_ ? &SpinHook : nullptr,
-                            &walk_delay_ns_}));
+                            &walk_delay_ns_, &flush_->release_stamps()}));
       GuestCpu* g = guests_.back().get();
       p->Start([g](Pcpu& self) { return g->Step(self); });
     }
@@ -283,6 +283,9 @@ class Torture {
                 (unsigned long)f.retype_grace_periods,
                 (unsigned long)(retirer_ ? retirer_->grace_periods() : 0),
                 (unsigned long)f.retype_polls_elapsed);
+    std::string pipe = "pipe:";
+    for (uint64_t n : g.pipe) absl::StrAppend(&pipe, " ", n);
+    std::printf("%s\n", pipe.c_str());
     std::printf("violations: existence %lu  coherence %lu  (last: domain %u "
                 "frame 0x%lx, policy %s)\n",
                 (unsigned long)g.existence_violations,

@@ -3,9 +3,11 @@
 #
 # Usage: torture_test.sh BINARY EXPECT [torture flags...]
 #   EXPECT = success     last line "hvmm-torture: SUCCESS", exit 0,
-#                        0 violations, 0 leaked frames
+#                        0 violations, 0 leaked frames, and pipe buckets
+#                        2..10 all zero
 #            violations  last line "hvmm-torture: FAILURE (...)", exit 1, and
 #                        the oracle counted violations (the oracle can fail)
+#                        that the pipe histogram shows past bucket 1
 #            refused     FAILURE without running (assisted-unsafe not allowed)
 set -uo pipefail
 bin=$1
@@ -15,6 +17,8 @@ out=$("$bin" "$@" 2>&1)
 rc=$?
 echo "$out"
 last=$(printf '%s\n' "$out" | tail -n 1)
+# "pipe: b0 b1 ... b10" -> the sum of buckets 2..10.
+late_pipe=$(printf '%s\n' "$out" | awk '/^pipe:/ { s = 0; for (i = 4; i <= NF; i++) s += $i; print s }')
 violations=$(printf '%s\n' "$out" | sed -n 's/^violations: existence \([0-9]*\)  coherence \([0-9]*\).*/\1 \2/p')
 
 fail() { echo "torture_test: $*" >&2; exit 1; }
@@ -25,12 +29,16 @@ case "$expect" in
     [ "$last" = "hvmm-torture: SUCCESS" ] || fail "last line '$last'"
     [ "$violations" = "0 0" ] || fail "violations '$violations'"
     printf '%s\n' "$out" | grep -q '^leaked frames: 0 ' || fail "leaked frames"
+    [ "$late_pipe" = "0" ] || fail "pipe buckets >= 2 hold $late_pipe walks"
     ;;
   violations)
     [ "$rc" -eq 1 ] || fail "exit code $rc, want 1"
     [[ "$last" == "hvmm-torture: FAILURE ("*")" ]] || fail "last line '$last'"
     read -r existence coherence <<<"$violations"
     [ $((existence + coherence)) -gt 0 ] || fail "no violations counted: the oracle is broken"
+    if [ "$existence" -gt 0 ]; then
+      [ "${late_pipe:-0}" -gt 0 ] || fail "existence violations but an empty pipe tail"
+    fi
     ;;
   refused)
     [ "$rc" -eq 1 ] || fail "exit code $rc, want 1"
