@@ -53,11 +53,29 @@ absl::StatusOr<std::unique_ptr<FlushPolicy>> FlushPolicy::Create(
     }
   }
   return std::unique_ptr<FlushPolicy>(
-      new FlushPolicy(policy, std::move(machine)));
+      new FlushPolicy(policy, allow_unsafe, std::move(machine)));
 }
 
-FlushPolicy::FlushPolicy(Policy policy, Machine machine)
+absl::StatusOr<uint8_t> FlushPolicy::OverrideTag(Policy policy) const {
+  if (policy == Policy::kAssistedUnsafe && !allow_unsafe_) {
+    return absl::FailedPreconditionError(
+        "policy assisted-unsafe for a domain runs only when the daemon "
+        "allows assisted-unsafe explicitly");
+  }
+  return static_cast<uint8_t>(static_cast<uint8_t>(policy) + 1);
+}
+
+Policy FlushPolicy::PolicyFor(const Domain& domain) const {
+  const uint8_t tag = domain.flush_policy();
+  if (tag == 0) return policy_;
+  HVMM_CHECK(tag - 1 <= static_cast<int>(Policy::kAssistedRcu))
+      << "domain " << domain.id() << " has flush policy tag " << int{tag};
+  return static_cast<Policy>(tag - 1);
+}
+
+FlushPolicy::FlushPolicy(Policy policy, bool allow_unsafe, Machine machine)
     : policy_(policy),
+      allow_unsafe_(allow_unsafe),
       machine_(std::move(machine)),
       release_stamps_(machine_.frame_count) {}
 
@@ -76,7 +94,7 @@ void FlushPolicy::Send(const FlushRequest& request, bool by_ipi, bool forced) {
 void FlushPolicy::AfterUnmap(const Domain& domain, bool tables_leave) {
   const FlushRequest request{domain.DirtyMask(),
                              FlushScope::Domain(domain.id())};
-  switch (policy_) {
+  switch (PolicyFor(domain)) {
     case Policy::kIpi:
       Send(request, /*by_ipi=*/true, /*forced=*/false);
       break;
@@ -100,7 +118,7 @@ void FlushPolicy::AfterTablesReleased(const Domain& domain,
 void FlushPolicy::BeforeRetype(const Domain& domain, Mfn mfn) {
   const FlushRequest request{domain.DirtyMask(),
                              FlushScope::Domain(domain.id())};
-  switch (policy_) {
+  switch (PolicyFor(domain)) {
     case Policy::kIpi:
       Send(request, /*by_ipi=*/true, /*forced=*/false);
       break;
@@ -122,16 +140,17 @@ void FlushPolicy::BeforeRetype(const Domain& domain, Mfn mfn) {
   }
 }
 
-void FlushPolicy::AfterAllocate(uint32_t stamp) {
+void FlushPolicy::AfterAllocate(const Domain& domain, uint32_t stamp) {
   FlushRequest request{CpuMask(), FlushScope::All()};
   for (const Pcpu* p : machine_.pcpus) {
     if (machine_.clock->NeedFlush(p->flush_time(), stamp)) {
       request.targets.Set(p->id());
     }
   }
+  const Policy policy = PolicyFor(domain);
   const bool by_ipi =
-      policy_ == Policy::kIpi || policy_ == Policy::kAssistedForceIpi;
-  Send(request, by_ipi, /*forced=*/policy_ == Policy::kAssistedForceIpi);
+      policy == Policy::kIpi || policy == Policy::kAssistedForceIpi;
+  Send(request, by_ipi, /*forced=*/policy == Policy::kAssistedForceIpi);
 }
 
 FlushPolicyStats FlushPolicy::stats() const {

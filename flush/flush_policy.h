@@ -27,6 +27,14 @@
 //                  and force-ipi.
 // assisted-unsafe refuses to be built unless explicitly allowed.
 //
+// Per-domain override (DESIGN §3: "set for the daemon, overridable per
+// domain"): the policy is a daemon-wide default, and a domain created with
+// DomainConfig::flush_policy = OverrideTag(p) runs under p for its whole
+// life. Every hook acts under PolicyFor(domain); PolicyRetirer routes the
+// domain's frees the same way. Fixing the policy at creation means no
+// operation ever straddles two policies (an rcu unmap freed as ipi would be
+// the seed bug).
+//
 // Thread-safety: all hooks from any thread (they are called under a domain
 // lock; none takes one).
 #ifndef HVMM_FLUSH_FLUSH_POLICY_H_
@@ -50,11 +58,12 @@
 
 namespace hvmm {
 
+// Values are stable: OverrideTag() is the value plus one.
 enum class Policy : uint8_t {
-  kIpi,
-  kAssistedUnsafe,
-  kAssistedForceIpi,
-  kAssistedRcu,
+  kIpi = 0,
+  kAssistedUnsafe = 1,
+  kAssistedForceIpi = 2,
+  kAssistedRcu = 3,
 };
 
 // "ipi", "assisted-unsafe", "assisted+force-ipi", "assisted+rcu".
@@ -84,28 +93,39 @@ class FlushPolicy : public FlushHooks {
   };
 
   // kFailedPrecondition for assisted-unsafe without `allow_unsafe`;
-  // kInvalidArgument for a Machine with a missing part.
+  // kInvalidArgument for a Machine with a missing part. `policy` is the
+  // default for domains without an override.
   static absl::StatusOr<std::unique_ptr<FlushPolicy>> Create(
       Policy policy, bool allow_unsafe, Machine machine);
+
+  // The DomainConfig::flush_policy value that selects `policy` for a new
+  // domain. kFailedPrecondition for assisted-unsafe unless this engine was
+  // created with allow_unsafe.
+  absl::StatusOr<uint8_t> OverrideTag(Policy policy) const;
+  // The policy `domain` runs under. CHECK-fails on a tag OverrideTag never
+  // returned.
+  Policy PolicyFor(const Domain& domain) const;
 
   void AfterUnmap(const Domain& domain, bool tables_leave) override;
   void AfterTablesReleased(const Domain& domain,
                            absl::Span<const Mfn> tables) override;
   void BeforeRetype(const Domain& domain, Mfn mfn) override;
-  void AfterAllocate(uint32_t stamp) override;
+  void AfterAllocate(const Domain& domain, uint32_t stamp) override;
 
+  // The default policy.
   Policy policy() const { return policy_; }
   FlushPolicyStats stats() const;
   // For the oracle's pipe histogram.
   const ReleaseStamps& release_stamps() const { return release_stamps_; }
 
  private:
-  FlushPolicy(Policy policy, Machine machine);
+  FlushPolicy(Policy policy, bool allow_unsafe, Machine machine);
 
   // Sends `request` by IPI if `by_ipi`, else assisted.
   void Send(const FlushRequest& request, bool by_ipi, bool forced);
 
   const Policy policy_;
+  const bool allow_unsafe_;
   const Machine machine_;
   ReleaseStamps release_stamps_;
   std::atomic<uint64_t> ipi_flushes_{0}, assisted_flushes_{0},

@@ -1,12 +1,12 @@
 #include "flush/flush_policy.h"
 
-#include <memory>
-#include <vector>
-
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <thread>
+#include <vector>
 
+#include "cpu/testing/pcpu_set.h"
 #include "flush/flush_backends.h"
 #include "grace/testing/parked_reader.h"
 #include "gtest/gtest.h"
@@ -18,12 +18,7 @@ namespace {
 class FlushPolicyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (int i = 0; i < 3; ++i) {
-      pcpus_.push_back(std::make_unique<Pcpu>(i, &clock_, Tlb::Options(),
-                                              &sections_));
-      raw_.push_back(pcpus_.back().get());
-      pcpus_.back()->Start([](Pcpu&) { return false; });
-    }
+    raw_ = pcpus_.pcpus();
     grace_ = std::make_unique<GracePeriods>(raw_);
     ipi_ = std::make_unique<IpiFlushBackend>(raw_);
     assisted_ = std::make_unique<AssistedFlushBackend>(
@@ -32,9 +27,6 @@ class FlushPolicyTest : public ::testing::Test {
     assisted_batcher_ = std::make_unique<FlushBatcher>(assisted_.get());
     domain_.MarkDirty(0);
     domain_.MarkDirty(2);
-  }
-  void TearDown() override {
-    for (auto& p : pcpus_) p->Stop();
   }
   FlushPolicy::Machine Machine() {
     return {raw_,           &clock_,      ipi_batcher_.get(),
@@ -45,9 +37,8 @@ class FlushPolicyTest : public ::testing::Test {
   }
 
   static constexpr uint64_t kFrames = 1024;
-  TlbClock clock_;
-  SectionClock sections_;
-  std::vector<std::unique_ptr<Pcpu>> pcpus_;
+  testing::PcpuSet pcpus_{3, testing::PcpuSet::Idle};
+  TlbClock& clock_ = pcpus_.clock();
   std::vector<Pcpu*> raw_;
   std::unique_ptr<GracePeriods> grace_;
   std::unique_ptr<IpiFlushBackend> ipi_;
@@ -71,7 +62,7 @@ TEST_F(FlushPolicyTest, ParsesNamesAndRefusesUnsafeUnlessAllowed) {
                 .code(),
             absl::StatusCode::kInvalidArgument);
   TlbClock other_clock;
-  Pcpu unclocked(7, &other_clock, Tlb::Options());
+  Pcpu unclocked(7, &other_clock, Tlb::Options());  // No SectionClock.
   FlushPolicy::Machine no_sections = Machine();
   no_sections.pcpus.push_back(&unclocked);
   EXPECT_EQ(FlushPolicy::Create(Policy::kAssistedRcu, false, no_sections)
@@ -131,7 +122,7 @@ TEST_F(FlushPolicyTest, RcuRetypeOfAReleasedTableWithNoOlderWalkerIsFree) {
 // began after it does not.
 TEST(FlushPolicyRcuTest, RetypeWaitsOnlyForWalkersOlderThanTheRelease) {
   testing::ParkedReaders readers(2);
-  TlbClock clock;
+  TlbClock& clock = readers.clock();
   GracePeriods grace(readers.pcpus());
   IpiFlushBackend ipi(readers.pcpus());
   AssistedFlushBackend assisted(readers.pcpus(), {0, 0});
@@ -172,17 +163,56 @@ TEST_F(FlushPolicyTest, UnsafeIsAllAssistedAndWaitsForNobody) {
 TEST_F(FlushPolicyTest, AllocationFlushSkipsPcpusThatFlushedSinceTheStamp) {
   auto p = Make(Policy::kIpi);
   const uint32_t stamp = clock_.Now();
-  p->AfterAllocate(stamp);  // Nobody has flushed yet: all three.
+  p->AfterAllocate(domain_, stamp);  // Nobody has flushed yet: all three.
   EXPECT_EQ(ipi_->ipis_sent(), 3u);
-  p->AfterAllocate(stamp);  // All flushed after the stamp: nobody.
+  p->AfterAllocate(domain_, stamp);  // All flushed after the stamp: nobody.
   EXPECT_EQ(ipi_->ipis_sent(), 3u);
   // Assisted full flushes advance flush times too.
   auto rcu = Make(Policy::kAssistedRcu);
   const uint32_t later = clock_.Now();
-  rcu->AfterAllocate(later);
+  rcu->AfterAllocate(domain_, later);
   EXPECT_EQ(assisted_->targets_invalidated(), 3u);
-  rcu->AfterAllocate(later);
+  rcu->AfterAllocate(domain_, later);
   EXPECT_EQ(assisted_->targets_invalidated(), 3u);
+}
+
+TEST_F(FlushPolicyTest, OverrideTagsSelectAPolicyPerDomain) {
+  auto safe = FlushPolicy::Create(Policy::kAssistedRcu, /*allow_unsafe=*/false,
+                                  Machine())
+                  .value();
+  EXPECT_EQ(safe->OverrideTag(Policy::kAssistedUnsafe).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  const uint8_t ipi = safe->OverrideTag(Policy::kIpi).value();
+  EXPECT_NE(ipi, 0) << "0 means the default";
+  Domain by_default(DomainId(2), "a", 1, 16);
+  Domain overridden(DomainId(3), "b", 1, 16, ipi);
+  EXPECT_EQ(safe->PolicyFor(by_default), Policy::kAssistedRcu);
+  EXPECT_EQ(safe->PolicyFor(overridden), Policy::kIpi);
+  for (Policy p : {Policy::kIpi, Policy::kAssistedForceIpi,
+                   Policy::kAssistedRcu}) {
+    Domain d(DomainId(4), "c", 1, 16, safe->OverrideTag(p).value());
+    EXPECT_EQ(safe->PolicyFor(d), p) << PolicyName(p);
+  }
+}
+
+TEST_F(FlushPolicyTest, EachHookFollowsTheDomainsOwnPolicy) {
+  auto p = Make(Policy::kAssistedRcu);
+  Domain ipi_domain(DomainId(2), "i", 1, 16,
+                    p->OverrideTag(Policy::kIpi).value());
+  ipi_domain.MarkDirty(1);
+  p->AfterUnmap(ipi_domain, false);  // By IPI, to pCPU 1 only.
+  EXPECT_EQ(ipi_->ipis_sent(), 1u);
+  EXPECT_EQ(raw_[1]->ipis_served(), 1u);
+  p->AfterUnmap(domain_, true);  // The default: assisted.
+  EXPECT_EQ(ipi_->calls(), 1u);
+  EXPECT_EQ(assisted_->calls(), 1u);
+  // The allocation flush follows the allocating domain too.
+  const uint32_t stamp = clock_.Now();
+  p->AfterAllocate(ipi_domain, stamp);
+  EXPECT_EQ(ipi_->calls(), 2u);
+  p->AfterAllocate(domain_, clock_.Now());
+  EXPECT_EQ(ipi_->calls(), 2u);
+  EXPECT_EQ(assisted_->calls(), 2u);
 }
 
 }  // namespace

@@ -22,9 +22,10 @@ DeferredRetirer::~DeferredRetirer() {
   reclaimer_.join();  // The loop drains every queue before it exits.
 }
 
-void DeferredRetirer::Retire(DomainId domain, absl::Span<const Mfn> frames)
+void DeferredRetirer::Retire(const Domain& owner, absl::Span<const Mfn> frames)
     ABSL_NO_THREAD_SAFETY_ANALYSIS {
   if (frames.empty()) return;
+  const DomainId domain = owner.id();
   {
     MutexLock lock(&mu_);
     std::vector<Mfn>& queue = queues_[domain];

@@ -31,6 +31,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "base/mutex.h"
 #include "grace/grace_periods.h"
+#include "mm/domain.h"
 #include "mm/frame_allocator.h"
 #include "mm/retire.h"
 
@@ -49,7 +50,7 @@ class DeferredRetirer final : public FrameRetirer {
   // Drains every queue, then stops the reclaimer.
   ~DeferredRetirer() override;
 
-  void Retire(DomainId domain, absl::Span<const Mfn> frames) override;
+  void Retire(const Domain& domain, absl::Span<const Mfn> frames) override;
   void Drain(DomainId domain) override;
   uint64_t pending_frames() const override;
   void ForEachPending(absl::FunctionRef<void(Mfn)> fn,

@@ -7,11 +7,12 @@
 namespace hvmm {
 
 Domain::Domain(DomainId id, std::string name, uint32_t vcpus,
-               uint64_t max_pages)
+               uint64_t max_pages, uint8_t flush_policy)
     : id_(id),
       name_(std::move(name)),
       vcpus_(vcpus),
       max_pages_(max_pages),
+      flush_policy_(flush_policy),
       base_pointers_(new std::atomic<uint64_t>[vcpus]) {
   HVMM_CHECK(id.valid() && vcpus >= 1 && vcpus <= kMaxVcpus);
   for (uint32_t v = 0; v < vcpus; ++v) base_pointers_[v].store(0);

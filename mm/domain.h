@@ -42,7 +42,8 @@ inline constexpr uint32_t kMaxVcpus = 128;
 
 class Domain {
  public:
-  Domain(DomainId id, std::string name, uint32_t vcpus, uint64_t max_pages);
+  Domain(DomainId id, std::string name, uint32_t vcpus, uint64_t max_pages,
+         uint8_t flush_policy = 0);
   Domain(const Domain&) = delete;
   Domain& operator=(const Domain&) = delete;
 
@@ -51,6 +52,10 @@ class Domain {
   const std::string& name() const { return name_; }
   uint32_t vcpus() const { return vcpus_; }
   uint64_t max_pages() const { return max_pages_; }
+  // Opaque to the mm core: the flush engine's per-domain policy override,
+  // fixed for the domain's life (0: the engine's default). See
+  // DomainConfig::flush_policy.
+  uint8_t flush_policy() const { return flush_policy_; }
 
   Mutex& mu() const ABSL_LOCK_RETURNED(mu_) { return mu_; }
 
@@ -125,6 +130,7 @@ class Domain {
   const std::string name_;
   const uint32_t vcpus_;
   const uint64_t max_pages_;
+  const uint8_t flush_policy_;
 
   mutable Mutex mu_;
   // Owned frames; PageInfo::link of each is its index here.

@@ -23,8 +23,9 @@
 //                  reading it as a table (existence), nor any TLB or
 //                  paging-structure cache hold it (coherence). Called after
 //                  the new type is taken (Xen XSA-401), before it is used.
-//   AfterAllocate  frames were allocated whose newest free-stamp is `stamp`:
-//                  the allocation flush (Xen's filtered flush on alloc).
+//   AfterAllocate  frames were allocated to `domain` whose newest free-stamp
+//                  is `stamp`: the allocation flush (Xen's filtered flush on
+//                  alloc), under the allocating domain's policy.
 //
 // All are called with the domain's lock held. Implementations must not take
 // domain locks, and must not wait for anything that needs one.
@@ -47,7 +48,7 @@ class FlushHooks {
   virtual void AfterTablesReleased(const Domain& domain,
                                    absl::Span<const Mfn> tables) = 0;
   virtual void BeforeRetype(const Domain& domain, Mfn mfn) = 0;
-  virtual void AfterAllocate(uint32_t stamp) = 0;
+  virtual void AfterAllocate(const Domain& domain, uint32_t stamp) = 0;
 };
 
 }  // namespace hvmm

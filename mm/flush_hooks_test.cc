@@ -32,9 +32,19 @@ class RecordingHooks : public FlushHooks {
   void BeforeRetype(const Domain& domain, Mfn mfn) override {
     calls.push_back(absl::StrCat("retype ", mfn.value()));
   }
-  void AfterAllocate(uint32_t stamp) override { calls.push_back("allocate"); }
+  void AfterAllocate(const Domain& domain, uint32_t stamp) override {
+    calls.push_back("allocate");
+    if (probe_table != nullptr) {
+      probed_entry = probe_table->entries(probe_mfn)[probe_index].load();
+    }
+  }
 
   std::vector<std::string> calls;
+  // AfterAllocate reads this entry, to show what was installed before it.
+  const FrameTable* probe_table = nullptr;
+  Mfn probe_mfn{0};
+  uint32_t probe_index = 0;
+  uint64_t probed_entry = ~uint64_t{0};
 };
 
 class FlushHooksTest : public ::testing::Test {
@@ -100,6 +110,24 @@ TEST_F(FlushHooksTest, UnpinAndBasePointerReleaseTables) {
   EXPECT_EQ(hooks_.calls.size(), 1u);
   EXPECT_EQ(hooks_.calls[0].rfind("released " + N(root_), 0), 0u)
       << hooks_.calls[0];
+}
+
+TEST_F(FlushHooksTest, AllocationFlushComesBeforeTheFramesAreUsed) {
+  // Root entry 1 is empty; MapRange there allocates an L3, L2, L1 and a data
+  // page. The flush must run before any of them is hooked in.
+  hooks_.probe_table = &mm_->frame_table();
+  hooks_.probe_mfn = root_;
+  hooks_.probe_index = 1;
+  ASSERT_TRUE(mm_->MapRange(d_, Vaddr(uint64_t{1} << 39), 1, true).ok());
+  EXPECT_EQ(hooks_.calls, (std::vector<std::string>{"allocate"}));
+  EXPECT_EQ(hooks_.probed_entry, 0u) << "tables were hooked before the flush";
+  EXPECT_NE(testing::EntryAt(*mm_, root_, 1), 0u);
+
+  // Creating a domain allocates its root: that is an allocation too.
+  hooks_.calls.clear();
+  hooks_.probe_table = nullptr;
+  ASSERT_TRUE(mm_->CreateDomain({"e", 1, 8}).ok());
+  EXPECT_EQ(hooks_.calls, (std::vector<std::string>{"allocate"}));
 }
 
 TEST_F(FlushHooksTest, RefusedOrDataOnlyChangesReleaseNothing) {

@@ -106,8 +106,8 @@ void MemoryManager::AfterUnmap(const Domain& domain, bool tables_leave) {
   if (hooks_ != nullptr) hooks_->AfterUnmap(domain, tables_leave);
 }
 
-void MemoryManager::AfterAllocate(uint32_t stamp) {
-  if (hooks_ != nullptr) hooks_->AfterAllocate(stamp);
+void MemoryManager::AfterAllocate(const Domain& domain, uint32_t stamp) {
+  if (hooks_ != nullptr) hooks_->AfterAllocate(domain, stamp);
 }
 
 std::shared_ptr<Domain> MemoryManager::FindDomain(DomainId domain) const {
@@ -150,6 +150,10 @@ absl::StatusOr<uint32_t> MemoryManager::AllocateIntoLocked(
   for (size_t j = first; j < out->size(); ++j) {
     domain.AdoptFrameLocked(*table_, (*out)[j]);
   }
+  // The allocation flush, before any use (Xen flushes in alloc_heap_pages):
+  // another domain's stale TLB entry must not reach a frame this domain is
+  // about to make a table or write.
+  AfterAllocate(domain, stamp);
   return stamp;
 }
 
@@ -164,7 +168,7 @@ absl::StatusOr<DomainId> MemoryManager::CreateDomain(
   }
   const DomainId id(next_domain_id_);
   auto domain = std::make_shared<Domain>(id, config.name, config.vcpus,
-                                         config.max_pages);
+                                         config.max_pages, config.flush_policy);
   {
     MutexLock lock(&domain->mu());
     std::vector<Mfn> frames;
@@ -221,7 +225,7 @@ absl::Status MemoryManager::DestroyDomain(DomainId id) {
     CommitLocked(*domain, txn);
     AfterUnmap(*domain, /*tables_leave=*/true);
     for (Mfn mfn : frames) domain->ReleaseFrameLocked(*table_, mfn);
-    retirer_->Retire(id, frames);
+    retirer_->Retire(*domain, frames);
   }
   retirer_->Drain(id);
   WriterMutexLock registry_lock(&domains_mu_);
@@ -240,6 +244,7 @@ absl::StatusOr<DomainInfo> MemoryManager::GetDomainInfo(DomainId id) const {
   info.vcpus = domain.vcpus();
   info.max_pages = domain.max_pages();
   info.tot_pages = domain.tot_pages_locked();
+  info.flush_policy = domain.flush_policy();
   info.root = domain.root_locked();
   return info;
 }
@@ -270,7 +275,6 @@ absl::StatusOr<std::vector<Mfn>> MemoryManager::IncreaseReservation(
   std::vector<Mfn> frames;
   absl::StatusOr<uint32_t> stamp = AllocateIntoLocked(**d, count, &frames);
   if (!stamp.ok()) return stamp.status();
-  AfterAllocate(*stamp);
   return frames;
 }
 
@@ -305,7 +309,7 @@ absl::Status MemoryManager::DecreaseReservation(DomainId id,
     if (domain.root_locked() == mfn) domain.set_root_locked(std::nullopt);
     domain.ReleaseFrameLocked(*table_, mfn);
   }
-  retirer_->Retire(id, released);
+  retirer_->Retire(domain, released);
   return absl::OkStatus();
 }
 
@@ -440,7 +444,6 @@ absl::StatusOr<MapRangeResult> MemoryManager::MapRange(DomainId id,
                       TypeTransaction::Mode::kWriteThrough);
   InstallMapRangeLocked(txn, *root, start, pages, writable, frames);
   CommitLocked(domain, txn);
-  AfterAllocate(*stamp);
   MapRangeResult result;
   result.pages_mapped = pages;
   result.tables_created = *tables;
@@ -472,7 +475,7 @@ absl::StatusOr<UnmapRangeResult> MemoryManager::UnmapRange(DomainId id,
   // 3 + 4. Hand the frames to the retirer, which frees them once no walker
   // can reach them.
   for (Mfn mfn : to_release) domain.ReleaseFrameLocked(*table_, mfn);
-  retirer_->Retire(id, to_release);
+  retirer_->Retire(domain, to_release);
   return result;
 }
 

@@ -61,6 +61,11 @@ struct DomainConfig {
   std::string name;  // 1..64 characters from [A-Za-z0-9_.-], unique.
   uint32_t vcpus = 1;        // 1..kMaxVcpus.
   uint64_t max_pages = 0;    // >= 1: the root table counts against it.
+  // Opaque to the mm core, which stores it in the Domain for the flush
+  // hooks and the retirer: a per-domain flush policy override, fixed for the
+  // domain's life; 0 selects their default. Obtain values from the flush
+  // engine (FlushPolicy::OverrideTag), which validates them.
+  uint8_t flush_policy = 0;
 };
 
 struct DomainInfo {
@@ -69,6 +74,7 @@ struct DomainInfo {
   uint32_t vcpus = 0;
   uint64_t max_pages = 0;
   uint64_t tot_pages = 0;
+  uint8_t flush_policy = 0;  // DomainConfig::flush_policy.
   std::optional<Mfn> root;
 };
 
@@ -172,7 +178,8 @@ class MemoryManager {
   absl::StatusOr<LockedDomain> Lock(DomainId domain) const;
 
   // Allocates `count` frames into the domain, all or none, after the quota
-  // check. Returns the highest tlbflush_timestamp among them.
+  // check, and runs the allocation flush (FlushHooks::AfterAllocate) before
+  // returning. Returns the highest tlbflush_timestamp among them.
   absl::StatusOr<uint32_t> AllocateIntoLocked(Domain& domain, uint64_t count,
                                               std::vector<Mfn>* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(domain.mu());
@@ -185,7 +192,7 @@ class MemoryManager {
   // (FlushHooks::AfterTablesReleased). REQUIRES: domain.mu() held.
   void CommitLocked(const Domain& domain, TypeTransaction& txn);
   void AfterUnmap(const Domain& domain, bool tables_leave);
-  void AfterAllocate(uint32_t stamp);
+  void AfterAllocate(const Domain& domain, uint32_t stamp);
 
   // The root MapRange/UnmapRange work under: the domain's own, still a
   // validated L4. kFailedPrecondition otherwise.

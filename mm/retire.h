@@ -26,14 +26,16 @@
 
 namespace hvmm {
 
+class Domain;
+
 class FrameRetirer {
  public:
   virtual ~FrameRetirer() = default;
 
   // Takes ownership of `frames`, which `domain` has just released.
-  // REQUIRES: each frame is retiring (see Domain::ReleaseFrameLocked) and
-  // unreachable from the domain's tables.
-  virtual void Retire(DomainId domain, absl::Span<const Mfn> frames) = 0;
+  // REQUIRES: domain.mu() held; each frame is retiring (see
+  // Domain::ReleaseFrameLocked) and unreachable from the domain's tables.
+  virtual void Retire(const Domain& domain, absl::Span<const Mfn> frames) = 0;
 
   // Returns once every frame retired for `domain` so far is back in the
   // allocator (rcu_barrier for one domain).
@@ -54,7 +56,7 @@ class ImmediateRetirer final : public FrameRetirer {
   explicit ImmediateRetirer(FrameAllocator* allocator)
       : allocator_(allocator) {}
 
-  void Retire(DomainId domain, absl::Span<const Mfn> frames) override {
+  void Retire(const Domain& domain, absl::Span<const Mfn> frames) override {
     for (Mfn mfn : frames) allocator_->Free(mfn);
   }
   void Drain(DomainId domain) override {}

@@ -25,11 +25,12 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "cpu/pcpu.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_split.h"
+#include "base/mutex.h"
 #include "flush/flush_backends.h"
-#include "flush/flush_batcher.h"
+#include "flush/flush_engine.h"
 #include "flush/flush_policy.h"
-#include "grace/deferred_retirer.h"
-#include "grace/grace_periods.h"
 #include "guest/guest_cpu.h"
 #include "mm/memory_manager.h"
 #include "mm/pte.h"
@@ -49,6 +50,9 @@ ABSL_FLAG(uint64_t, frames, 1 << 16, "host frames");
 ABSL_FLAG(uint64_t, window_pages, 2048,
           "pages of each domain's address window");
 ABSL_FLAG(uint64_t, hypercall_ns, 2000, "assisted flush hypercall latency");
+ABSL_FLAG(std::string, domain_policies, "",
+          "per-domain policy overrides, comma-separated, cycled over the "
+          "domains (empty: every domain runs --policy)");
 ABSL_FLAG(int, retype_lag, 8,
           "a released table is retyped to writable this many retype "
           "operations of its domain later (0: at once)");
@@ -74,46 +78,41 @@ struct UpdaterStats {
 
 class Torture {
  public:
-  Torture(Policy policy, int pcpus, uint64_t frames)
-      : policy_(policy), mm_(MemoryManager::Create({frames, 0}).value()) {
-    for (int i = 0; i < pcpus; ++i) {
-      pcpus_.push_back(std::make_unique<Pcpu>(i, &mm_->clock(), Tlb::Options(),
-                                              &sections_));
-      raw_.push_back(pcpus_.back().get());
+  Torture(Policy policy, std::vector<Policy> domain_policies, int pcpus,
+          uint64_t frames)
+      : policy_(policy),
+        domain_policies_(std::move(domain_policies)),
+        mm_(MemoryManager::Create({frames, 0}).value()) {
+    FlushEngine::Options options;
+    options.policy = policy;
+    options.allow_unsafe = absl::GetFlag(FLAGS_allow_unsafe);
+    options.pcpus = pcpus;
+    options.assisted = {absl::GetFlag(FLAGS_hypercall_ns), 100};
+    options.deferred = {4096};
+    absl::StatusOr<std::unique_ptr<FlushEngine>> engine =
+        FlushEngine::Create(mm_.get(), options);
+    if (!engine.ok()) Fail(std::string(engine.status().message()));
+    engine_ = *std::move(engine);
+    for (Policy p : domain_policies_) {
+      absl::StatusOr<uint8_t> tag = engine_->policy().OverrideTag(p);
+      if (!tag.ok()) Fail(std::string(tag.status().message()));
     }
-    grace_ = std::make_unique<GracePeriods>(raw_);
-    ipi_ = std::make_unique<IpiFlushBackend>(raw_);
-    assisted_ = std::make_unique<AssistedFlushBackend>(
-        raw_, AssistedFlushBackend::Options{absl::GetFlag(FLAGS_hypercall_ns),
-                                            100});
-    ipi_batcher_ = std::make_unique<FlushBatcher>(ipi_.get());
-    assisted_batcher_ = std::make_unique<FlushBatcher>(assisted_.get());
   }
 
   void Run() {
-    absl::StatusOr<std::unique_ptr<FlushPolicy>> flush = FlushPolicy::Create(
-        policy_, absl::GetFlag(FLAGS_allow_unsafe),
-        {raw_, &mm_->clock(), ipi_batcher_.get(), assisted_batcher_.get(),
-         grace_.get(), mm_->frame_table().frame_count()});
-    if (!flush.ok()) Fail(std::string(flush.status().message()));
-    flush_ = *std::move(flush);
-    mm_->SetFlushHooks(flush_.get());
-    if (UsesGracePeriods(policy_)) {
-      retirer_ = std::make_unique<DeferredRetirer>(
-          &mm_->allocator(), grace_.get(), DeferredRetirer::Options{4096});
-      mm_->SetRetirer(retirer_.get());
-    }
-
     walk_delay_ns_ = absl::GetFlag(FLAGS_walk_delay_ns);
     retype_lag_ = absl::GetFlag(FLAGS_retype_lag);
-    for (Pcpu* p : raw_) {
+    for (int i = 0; i < static_cast<int>(engine_->pcpus().size()); ++i) {
       guests_.push_back(std::make_unique<GuestCpu>(
           &mm_->frame_table(), &run_queue_,
           GuestCpu::Options{64, walk_delay_ns_ ? &SpinHook : nullptr,
-                            &walk_delay_ns_, &flush_->release_stamps()}));
-      GuestCpu* g = guests_.back().get();
-      p->Start([g](Pcpu& self) { return g->Step(self); });
+                            &walk_delay_ns_,
+                            &engine_->policy().release_stamps()}));
     }
+    engine_->Start([this](int cpu) {
+      GuestCpu* g = guests_[cpu].get();
+      return [g](Pcpu& self) { return g->Step(self); };
+    });
     // Domains after the pCPUs: creating them already flushes (by IPI under
     // some policies), which only running pCPUs can acknowledge.
     const int ndomains = absl::GetFlag(FLAGS_domains);
@@ -141,7 +140,7 @@ class Torture {
       run_queue_.RemoveDomain(s.id);
       if (!mm_->DestroyDomain(s.id).ok()) Fail("final destroy failed");
     }
-    for (auto& p : pcpus_) p->Stop();
+    engine_->Stop();
     for (const auto& g : guests_) guest_totals_.Add(g->stats());
     guests_.clear();
     Report(elapsed);
@@ -156,14 +155,29 @@ class Torture {
     std::deque<Mfn> released_l1s;
   };
 
+  // Slot i's policy: its override, or the default.
+  Policy SlotPolicy(int i) const {
+    return domain_policies_.empty()
+               ? policy_
+               : domain_policies_[i % domain_policies_.size()];
+  }
+
   void CreateSlot(int i) {
     static std::atomic<int> generation{0};
     const std::string name = absl::StrCat("t", i, "_", generation++);
     const uint64_t window = absl::GetFlag(FLAGS_window_pages);
+    const uint8_t tag =
+        domain_policies_.empty()
+            ? 0
+            : engine_->policy().OverrideTag(SlotPolicy(i)).value();
     const DomainId id =
         mm_->CreateDomain({name, static_cast<uint32_t>(absl::GetFlag(FLAGS_vcpus)),
-                           window * 2 + 64})
+                           window * 2 + 64, tag})
             .value();
+    {
+      MutexLock lock(&policies_mu_);
+      domain_policy_[id.value()] = SlotPolicy(i);
+    }
     const Mfn scratch = mm_->IncreaseReservation(id, 1).value()[0];
     if (!mm_->PinTable(id, scratch, Level::kL1).ok()) Fail("scratch pin");
     (void)mm_->MapRange(id, Vaddr(kWindowBase), window / 2, true);
@@ -256,14 +270,17 @@ class Torture {
 
   void Report(double elapsed) {
     const GuestCpuStats& g = guest_totals_;
-    const FlushPolicyStats f = flush_->stats();
+    const FlushPolicyStats f = engine_->policy().stats();
+    GracePeriods& grace = engine_->grace();
+    DeferredRetirer& deferred = engine_->deferred_retirer();
     const uint64_t total = mm_->frame_table().frame_count();
     const uint64_t free_frames = mm_->allocator().free_frames();
-    const uint64_t pending = retirer_ ? retirer_->pending_frames() : 0;
+    const uint64_t pending = deferred.pending_frames();
     const uint64_t leaked = total - free_frames - pending;
     std::printf("hvmm-torture: policy=%s pcpus=%zu domains=%zu seconds=%.1f "
                 "walk-delay-ns=%lu retype-lag=%d\n",
-                PolicyName(policy_), raw_.size(), slots_.size(), elapsed,
+                PolicyLabel().c_str(), engine_->pcpus().size(), slots_.size(),
+                elapsed,
                 static_cast<unsigned long>(walk_delay_ns_), retype_lag_);
     std::printf("walks: %lu  tlb hits: %lu  tlb misses: %lu  faults: %lu  "
                 "vcpu switches: %lu\n",
@@ -273,15 +290,15 @@ class Torture {
     std::printf("flushes: ipi %lu  assisted %lu  ipis sent %lu  forced-ipi %lu  "
                 "queue-full fallbacks %lu\n",
                 (unsigned long)f.ipi_flushes, (unsigned long)f.assisted_flushes,
-                (unsigned long)ipi_->ipis_sent(), (unsigned long)f.forced_ipis,
-                (unsigned long)(retirer_ ? retirer_->fallbacks() : 0));
+                (unsigned long)engine_->ipi_backend().ipis_sent(),
+                (unsigned long)f.forced_ipis, (unsigned long)deferred.fallbacks());
     std::printf("grace periods: %lu  p50 <= %lu ns  p99 <= %lu ns  "
                 "(retype %lu, retirer %lu)  retypes already clear: %lu\n",
-                (unsigned long)grace_->completed(),
-                (unsigned long)grace_->LatencyQuantileNs(0.5),
-                (unsigned long)grace_->LatencyQuantileNs(0.99),
+                (unsigned long)grace.completed(),
+                (unsigned long)grace.LatencyQuantileNs(0.5),
+                (unsigned long)grace.LatencyQuantileNs(0.99),
                 (unsigned long)f.retype_grace_periods,
-                (unsigned long)(retirer_ ? retirer_->grace_periods() : 0),
+                (unsigned long)deferred.grace_periods(),
                 (unsigned long)f.retype_polls_elapsed);
     std::string pipe = "pipe:";
     for (uint64_t n : g.pipe) absl::StrAppend(&pipe, " ", n);
@@ -290,7 +307,8 @@ class Torture {
                 "frame 0x%lx, policy %s)\n",
                 (unsigned long)g.existence_violations,
                 (unsigned long)g.coherence_violations, g.last_violation_domain,
-                (unsigned long)g.last_violation_frame, PolicyName(policy_));
+                (unsigned long)g.last_violation_frame,
+                ViolationPolicy(g.last_violation_domain));
     std::printf("leaked frames: %lu  free-pool-empty events: %lu\n",
                 (unsigned long)leaked, (unsigned long)stats_.pool_empty.load());
     std::printf("updater ops: %lu (%.0f/s): maps %lu unmaps %lu retypes %lu "
@@ -309,17 +327,31 @@ class Torture {
     std::printf("hvmm-torture: SUCCESS\n");
   }
 
+  // "P" or "P (domains: A,B,...)".
+  std::string PolicyLabel() const {
+    std::string label = PolicyName(policy_);
+    if (domain_policies_.empty()) return label;
+    absl::StrAppend(&label, " (domains:");
+    for (size_t i = 0; i < domain_policies_.size(); ++i) {
+      absl::StrAppend(&label, i ? "," : " ", PolicyName(domain_policies_[i]));
+    }
+    return label + ")";
+  }
+  const char* ViolationPolicy(uint32_t domain) {
+    if (domain == 0) return "none";
+    MutexLock lock(&policies_mu_);
+    auto it = domain_policy_.find(domain);
+    return it == domain_policy_.end() ? "?" : PolicyName(it->second);
+  }
+
   const Policy policy_;
+  const std::vector<Policy> domain_policies_;
   std::unique_ptr<MemoryManager> mm_;
-  std::vector<std::unique_ptr<Pcpu>> pcpus_;
-  SectionClock sections_;
-  std::vector<Pcpu*> raw_;
-  std::unique_ptr<GracePeriods> grace_;
-  std::unique_ptr<IpiFlushBackend> ipi_;
-  std::unique_ptr<AssistedFlushBackend> assisted_;
-  std::unique_ptr<FlushBatcher> ipi_batcher_, assisted_batcher_;
-  std::unique_ptr<FlushPolicy> flush_;
-  std::unique_ptr<DeferredRetirer> retirer_;
+  std::unique_ptr<FlushEngine> engine_;
+  Mutex policies_mu_;
+  // Every domain ever created, with its policy (for violation reports).
+  absl::flat_hash_map<uint32_t, Policy> domain_policy_
+      ABSL_GUARDED_BY(policies_mu_);
   VcpuRunQueue run_queue_;
   std::vector<std::unique_ptr<GuestCpu>> guests_;
   std::vector<Slot> slots_;
@@ -356,7 +388,16 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_window_pages) < 16) {
     hvmm::Fail("--domains, --vcpus must be >= 1 and --window-pages >= 16");
   }
-  hvmm::Torture torture(*policy, absl::GetFlag(FLAGS_pcpus),
+  std::vector<hvmm::Policy> domain_policies;
+  for (absl::string_view name :
+       absl::StrSplit(absl::GetFlag(FLAGS_domain_policies), ',',
+                      absl::SkipEmpty())) {
+    absl::StatusOr<hvmm::Policy> p = hvmm::ParsePolicy(name);
+    if (!p.ok()) hvmm::Fail(std::string(p.status().message()));
+    domain_policies.push_back(*p);
+  }
+  hvmm::Torture torture(*policy, std::move(domain_policies),
+                        absl::GetFlag(FLAGS_pcpus),
                         absl::GetFlag(FLAGS_frames));
   torture.Run();
   return 0;
