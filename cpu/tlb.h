@@ -96,7 +96,16 @@ class Tlb {
   Tlb& operator=(const Tlb&) = delete;
 
   // The translation of va for domain, or null. Applies pending requests.
+  // The use of a translation happens at this instant, as an instruction's
+  // does on hardware.
   const TlbEntry* Lookup(DomainId domain, Vaddr va);
+
+  // Whether a remote invalidation has been requested since the last
+  // Lookup() applied the pending ones: the entry that Lookup returned may be
+  // its target, and the use (at Lookup) came first. Owner's thread.
+  bool InvalidationRequestedSinceLookup() const {
+    return request_seq_.load(std::memory_order_acquire) != applied_seq_;
+  }
 
   // The deepest cached table on va's path (kL1 best), or null.
   const PscEntry* LookupTable(DomainId domain, Vaddr va);

@@ -117,6 +117,18 @@ TEST(TlbTest, RemoteRequestTakesEffectBeforeTheNextUse) {
   EXPECT_EQ(tlb.flushes_applied(), 1u);
 }
 
+TEST(TlbTest, InvalidationRequestedSinceLookupMarksAUseThatPrecededAFlush) {
+  Tlb tlb;
+  ASSERT_TRUE(tlb.Insert(tlb.BeginFill(), kA, Page(5), Walked(42)));
+  ASSERT_NE(tlb.Lookup(kA, Page(5)), nullptr);  // The use.
+  EXPECT_FALSE(tlb.InvalidationRequestedSinceLookup());
+  tlb.RequestFlush(FlushScope::Domain(kB));  // Lands after the use.
+  EXPECT_TRUE(tlb.InvalidationRequestedSinceLookup());
+  // The next lookup applies it: a later use is after that request.
+  ASSERT_NE(tlb.Lookup(kA, Page(5)), nullptr);
+  EXPECT_FALSE(tlb.InvalidationRequestedSinceLookup());
+}
+
 TEST(TlbTest, FillFromAWalkThatRacedWithAFlushIsDropped) {
   Tlb tlb;
   const uint64_t token = tlb.BeginFill();  // Walk begins ...

@@ -100,5 +100,28 @@ TEST(GuestCpuTest, UsingATranslationWhoseFramesWereFreedIsAViolation) {
   EXPECT_EQ(guest.stats().tlb_hits, 2u);
 }
 
+// A flush that landed before the use (here: of another domain) does not
+// excuse a stale entry: only an invalidation requested after the lookup
+// orders the use before the free.
+TEST(GuestCpuTest, AFlushOfAnotherDomainDoesNotHideAStaleEntry) {
+  auto mm = MakeMemoryManager(1024);
+  const DomainId a = mm->CreateDomain({"a", 1, 256}).value();
+  ASSERT_TRUE(mm->MapRange(a, Vaddr(0), 1, true).ok());
+  WorkloadConfig w;
+  w.ranges = {{Vaddr(0), 1}};
+  w.write_fraction = 0;
+  VcpuRunQueue run_queue;
+  run_queue.AddDomain(mm->FindDomain(a), w, 1);
+  TlbClock clock;
+  Pcpu pcpu(0, &clock, Tlb::Options());
+  GuestCpu guest(&mm->frame_table(), &run_queue, GuestCpu::Options{1000});
+  ASSERT_TRUE(guest.Step(pcpu));  // Miss: walk and fill.
+  pcpu.tlb().RequestFlush(FlushScope::Domain(DomainId(99)));
+  ASSERT_TRUE(mm->UnmapRange(a, Vaddr(0), 1).ok());  // No flush of `a`.
+  ASSERT_TRUE(guest.Step(pcpu));  // Applies the other flush, then hits.
+  EXPECT_EQ(guest.stats().tlb_hits, 1u);
+  EXPECT_EQ(guest.stats().coherence_violations, 1u);
+}
+
 }  // namespace
 }  // namespace hvmm

@@ -76,6 +76,18 @@ class Domain {
   // Dirty mask: the pCPUs that may hold this domain's translations. Set by
   // a pCPU when it schedules one of the domain's vCPUs in; cleared by a
   // pCPU that has flushed the domain while not running it. Lockless.
+  //
+  // Ordering (store buffering, as Linux's switch_mm vs. flush_tlb_mm_range,
+  // where both sides are locked x86 operations): a pCPU marks itself and
+  // then, before its first walk, passes the seq_cst fence of
+  // Pcpu::ReadSection entry; an updater changes entries and then reads the
+  // mask with DirtyMask(), which begins with a seq_cst fence. So either the
+  // updater's flush targets the pCPU, or the pCPU's walk sees the change.
+  // Without the fence a pCPU that had just switched the domain in could
+  // walk the old tables, be left out of the flush, and keep a stale TLB
+  // entry to a frame freed right after (the torture tool found this under
+  // assisted+force-ipi, which frees data frames as soon as the flush
+  // returns).
   void MarkDirty(int cpu) {
     dirty_[cpu / 64].fetch_or(uint64_t{1} << (cpu % 64),
                               std::memory_order_release);
@@ -85,6 +97,7 @@ class Domain {
                                std::memory_order_release);
   }
   CpuMask DirtyMask() const {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     CpuMask mask;
     for (int w = 0; w < kMaxPcpus / 64; ++w) {
       const uint64_t bits = dirty_[w].load(std::memory_order_acquire);
