@@ -66,7 +66,7 @@ void Pcpu::PostIpi(IpiFlush* ipi) {
 
 void Pcpu::FlushLocal(const FlushScope& scope) {
   if (scope.kind == FlushScope::Kind::kAll) {
-    const uint32_t t = clock_->Tick();
+    const uint64_t t = clock_->Tick();
     tlb_.Flush(scope);
     // 0 means the clock wrapped: until the period resets, NeedFlush() says
     // yes for every CPU, so a flush time of 0 is safe.

@@ -91,8 +91,9 @@ class Pcpu {
   bool irqs_enabled() const {
     return irqs_enabled_.load(std::memory_order_acquire);
   }
-  // TlbClock time of this pCPU's last full flush (0: never).
-  uint32_t flush_time() const {
+  // TlbClock record of this pCPU's last full flush (0: never); see
+  // tlb_clock.h for the period in its high half.
+  uint64_t flush_time() const {
     return flush_time_.load(std::memory_order_acquire);
   }
   uint64_t steps() const { return steps_.load(std::memory_order_relaxed); }
@@ -188,7 +189,7 @@ class Pcpu {
   std::atomic<uint64_t> section_seq_{0};
   std::atomic<uint32_t> section_domain_{0};
   std::atomic<uint64_t> section_entry_{0};
-  std::atomic<uint32_t> flush_time_{0};
+  std::atomic<uint64_t> flush_time_{0};
   std::atomic<uint64_t> steps_{0};
   std::atomic<uint64_t> ipis_served_{0};
 

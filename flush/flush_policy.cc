@@ -142,6 +142,9 @@ void FlushPolicy::BeforeRetype(const Domain& domain, Mfn mfn) {
 
 void FlushPolicy::AfterAllocate(const Domain& domain, uint32_t stamp) {
   FlushRequest request{CpuMask(), FlushScope::All()};
+  // Read before the filter: if the clock reads 0 now, NeedFlush selects
+  // every pCPU, and each flush below began after the wrap.
+  const bool wrapped = machine_.clock->Now() == 0;
   for (const Pcpu* p : machine_.pcpus) {
     if (machine_.clock->NeedFlush(p->flush_time(), stamp)) {
       request.targets.Set(p->id());
@@ -151,6 +154,9 @@ void FlushPolicy::AfterAllocate(const Domain& domain, uint32_t stamp) {
   const bool by_ipi =
       policy == Policy::kIpi || policy == Policy::kAssistedForceIpi;
   Send(request, by_ipi, /*forced=*/policy == Policy::kAssistedForceIpi);
+  if (wrapped && machine_.clock->ResetPeriod()) {
+    clock_periods_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 FlushPolicyStats FlushPolicy::stats() const {
@@ -160,6 +166,7 @@ FlushPolicyStats FlushPolicy::stats() const {
   s.forced_ipis = forced_ipis_.load(std::memory_order_relaxed);
   s.retype_grace_periods = retype_grace_periods_.load(std::memory_order_relaxed);
   s.retype_polls_elapsed = retype_polls_elapsed_.load(std::memory_order_relaxed);
+  s.clock_periods = clock_periods_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -24,7 +24,9 @@
 //                  retype, the common case, waits for nothing.
 //   AfterAllocate  full flush of the pCPUs whose flush time does not cover
 //                  the frames' stamp (TlbClock::NeedFlush); by IPI under ipi
-//                  and force-ipi.
+//                  and force-ipi. If the TLB clock has wrapped, that is every
+//                  pCPU, and once the flush is done a new clock period
+//                  begins (Xen's new_tlbflush_clock_period()).
 // assisted-unsafe refuses to be built unless explicitly allowed.
 //
 // Per-domain override (DESIGN §3: "set for the daemon, overridable per
@@ -78,6 +80,7 @@ struct FlushPolicyStats {
   uint64_t forced_ipis = 0;       // IPI requests only force-ipi would send.
   uint64_t retype_grace_periods = 0;   // rcu retypes that had to wait.
   uint64_t retype_polls_elapsed = 0;   // rcu retypes whose GP had elapsed.
+  uint64_t clock_periods = 0;          // TLB clock periods begun (wraps).
 };
 
 class FlushPolicy : public FlushHooks {
@@ -85,7 +88,7 @@ class FlushPolicy : public FlushHooks {
   // What a policy acts on. Everything must outlive the policy.
   struct Machine {
     std::vector<Pcpu*> pcpus;  // Sharing one SectionClock.
-    const TlbClock* clock = nullptr;
+    TlbClock* clock = nullptr;  // Its period is reset here after a wrap.
     FlushBatcher* ipi = nullptr;
     FlushBatcher* assisted = nullptr;
     GracePeriods* grace = nullptr;  // Over `pcpus`.
@@ -129,7 +132,8 @@ class FlushPolicy : public FlushHooks {
   const Machine machine_;
   ReleaseStamps release_stamps_;
   std::atomic<uint64_t> ipi_flushes_{0}, assisted_flushes_{0},
-      forced_ipis_{0}, retype_grace_periods_{0}, retype_polls_elapsed_{0};
+      forced_ipis_{0}, retype_grace_periods_{0}, retype_polls_elapsed_{0},
+      clock_periods_{0};
 };
 
 }  // namespace hvmm

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -213,6 +214,30 @@ TEST_F(FlushPolicyTest, EachHookFollowsTheDomainsOwnPolicy) {
   p->AfterAllocate(domain_, clock_.Now());
   EXPECT_EQ(ipi_->calls(), 2u);
   EXPECT_EQ(assisted_->calls(), 2u);
+}
+
+TEST(FlushPolicyWrapTest, AllocationAfterAWrapFlushesEveryoneAndResets) {
+  TlbClock clock(std::numeric_limits<uint32_t>::max());
+  testing::PcpuSet pcpus(3, testing::PcpuSet::Idle, &clock);
+  GracePeriods grace(pcpus.pcpus());
+  IpiFlushBackend ipi(pcpus.pcpus());
+  AssistedFlushBackend assisted(pcpus.pcpus(), {0, 0});
+  FlushBatcher ipi_batcher(&ipi), assisted_batcher(&assisted);
+  auto p = FlushPolicy::Create(Policy::kAssistedRcu, false,
+                               {pcpus.pcpus(), &clock, &ipi_batcher,
+                                &assisted_batcher, &grace, 64})
+               .value();
+  Domain d(DomainId(1), "d", 1, 16);
+  p->AfterAllocate(d, clock.Now());  // Full flush of all three: wraps.
+  ASSERT_EQ(clock.Now(), 0u);
+  ASSERT_EQ(p->stats().clock_periods, 0u) << "that flush began before the wrap";
+  const uint64_t before = assisted.targets_invalidated();
+  p->AfterAllocate(d, /*stamp=*/5);  // Wrapped: everyone, then a new period.
+  EXPECT_EQ(assisted.targets_invalidated() - before, 3u);
+  EXPECT_EQ(p->stats().clock_periods, 1u);
+  EXPECT_EQ(clock.Now(), 1u);
+  EXPECT_EQ(clock.period(), 1u);
+  pcpus.Stop();
 }
 
 }  // namespace

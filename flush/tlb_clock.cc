@@ -2,16 +2,27 @@
 
 namespace hvmm {
 
-uint32_t TlbClock::Tick() {
-  uint32_t t = time_.load(std::memory_order_relaxed);
+uint64_t TlbClock::Tick() {
+  uint64_t s = state_.load(std::memory_order_relaxed);
   for (;;) {
-    if (t == 0) return 0;  // Wrapped; a new period has not begun yet.
-    const uint32_t next = t + 1;  // 0 on wrap: the clock then stays at 0.
-    if (time_.compare_exchange_weak(t, next, std::memory_order_acq_rel,
-                                    std::memory_order_relaxed)) {
+    // Wrapped (time 0): stays there until a new period begins.
+    if (static_cast<uint32_t>(s) == 0) return s;
+    // The time wraps to 0 within the period; the period never changes here.
+    const uint64_t next =
+        (s & ~uint64_t{0xffffffff}) | static_cast<uint32_t>(s + 1);
+    if (state_.compare_exchange_weak(s, next, std::memory_order_acq_rel,
+                                     std::memory_order_relaxed)) {
       return next;
     }
   }
+}
+
+bool TlbClock::ResetPeriod() {
+  uint64_t s = state_.load(std::memory_order_relaxed);
+  if (static_cast<uint32_t>(s) != 0) return false;
+  const uint64_t next = (((s >> 32) + 1) << 32) | 1;
+  return state_.compare_exchange_strong(s, next, std::memory_order_acq_rel,
+                                        std::memory_order_relaxed);
 }
 
 }  // namespace hvmm

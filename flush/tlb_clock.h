@@ -7,9 +7,18 @@
 // behalf need only reach CPUs whose flush time is not after the stamp
 // (NeedFlush, Xen's NEED_FLUSH).
 //
-// Wrap: the clock is 32 bits. When a tick would wrap to 0 the clock reads 0
-// until the period is reset (every CPU flushed); while it reads 0, NeedFlush
-// conservatively says yes. The reset is the flush engine's job.
+// Wrap: the clock is 32 bits, as Xen's (stamps live in page_info). When a
+// tick would wrap, the clock reads 0 and NeedFlush conservatively says yes,
+// until the flush engine has flushed every CPU and called ResetPeriod()
+// (Xen's new_tlbflush_clock_period()). The clock then restarts at 1 in a new
+// period.
+//
+// A CPU's flush record is 64 bits: the period in the high half, the time in
+// the low half. A record from an earlier period counts as time 0: the reset
+// flushed every CPU, but a record stored late by a racing remote flush
+// (Pcpu::NoteRemoteFullFlush) could otherwise carry a large old time into the
+// new period and wrongly filter that CPU out. In period 0, a record equals
+// its time.
 //
 // Thread-safety: all methods are safe to call concurrently.
 #ifndef HVMM_FLUSH_TLB_CLOCK_H_
@@ -22,32 +31,44 @@ namespace hvmm {
 
 class TlbClock {
  public:
-  // Starts at 1, so that a CPU flush time of 0 means "never flushed".
-  explicit TlbClock(uint32_t start = 1) : time_(start) {}
+  // Starts at `start` in period 0, so that a CPU flush record of 0 means
+  // "never flushed".
+  explicit TlbClock(uint32_t start = 1) : state_(start) {}
   TlbClock(const TlbClock&) = delete;
   TlbClock& operator=(const TlbClock&) = delete;
 
   // The current time: the stamp to give a page now.
-  uint32_t Now() const { return time_.load(std::memory_order_acquire); }
+  uint32_t Now() const {
+    return static_cast<uint32_t>(state_.load(std::memory_order_acquire));
+  }
+  uint32_t period() const {
+    return static_cast<uint32_t>(state_.load(std::memory_order_acquire) >> 32);
+  }
 
-  // Called before a CPU flushes its whole TLB. Returns the time to record as
-  // that CPU's flush time once the flush is done, or 0 if the clock has
-  // wrapped and a new period must begin (Xen's pre_flush()).
-  uint32_t Tick();
+  // Called before a CPU flushes its whole TLB. Returns the flush record to
+  // store once the flush is done; its time is 0 if the clock has wrapped
+  // and a new period must begin (Xen's pre_flush()).
+  uint64_t Tick();
 
-  // Starts a new clock period after a wrap, once every CPU has flushed.
-  void ResetPeriod() { time_.store(1, std::memory_order_release); }
+  // Starts a new period, if the clock reads 0. REQUIRES: every CPU has
+  // completed a full flush that began after the clock read 0. Returns
+  // whether this call started it (several callers may race to).
+  bool ResetPeriod();
 
-  // Whether a CPU whose last flush was at `cpu_flush_time` may still hold a
-  // translation of a page stamped `page_stamp` (Xen's NEED_FLUSH).
-  bool NeedFlush(uint32_t cpu_flush_time, uint32_t page_stamp) const {
-    const uint32_t now = Now();
-    return now == 0 ||
-           (cpu_flush_time <= page_stamp && page_stamp <= now);
+  // Whether a CPU whose last full flush is `cpu_flush_record` may still hold
+  // a translation of a page stamped `page_stamp` (Xen's NEED_FLUSH).
+  bool NeedFlush(uint64_t cpu_flush_record, uint32_t page_stamp) const {
+    const uint64_t state = state_.load(std::memory_order_acquire);
+    const uint32_t now = static_cast<uint32_t>(state);
+    if (now == 0) return true;
+    const uint32_t cpu_time = (cpu_flush_record >> 32) == (state >> 32)
+                                  ? static_cast<uint32_t>(cpu_flush_record)
+                                  : 0;
+    return cpu_time <= page_stamp && page_stamp <= now;
   }
 
  private:
-  std::atomic<uint32_t> time_;
+  std::atomic<uint64_t> state_;  // period << 32 | time
 };
 
 }  // namespace hvmm

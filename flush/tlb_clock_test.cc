@@ -45,11 +45,35 @@ TEST(TlbClockTest, WrapForcesFlushesUntilPeriodReset) {
   EXPECT_EQ(clock.Tick(), 0u);  // Wrapped.
   EXPECT_EQ(clock.Tick(), 0u);  // Stays wrapped until reset.
   EXPECT_TRUE(clock.NeedFlush(/*cpu_flush_time=*/stamp, stamp - 1));
-  clock.ResetPeriod();
+  EXPECT_TRUE(clock.ResetPeriod());
+  EXPECT_FALSE(clock.ResetPeriod()) << "only one caller starts the period";
   EXPECT_EQ(clock.Now(), 1u);
+  EXPECT_EQ(clock.period(), 1u);
   // A stamp from before the wrap is now ahead of the clock: every CPU has
   // flushed at the wrap, so no flush is needed.
   EXPECT_FALSE(clock.NeedFlush(/*cpu_flush_time=*/1, stamp));
+}
+
+TEST(TlbClockTest, ResetOnlyAfterAWrap) {
+  TlbClock clock;
+  EXPECT_FALSE(clock.ResetPeriod());
+  EXPECT_EQ(clock.Now(), 1u);
+  EXPECT_EQ(clock.period(), 0u);
+}
+
+TEST(TlbClockTest, ARecordFromAnEarlierPeriodCountsAsNeverFlushed) {
+  TlbClock clock(std::numeric_limits<uint32_t>::max() - 1);
+  const uint64_t late = clock.Tick();  // A remote flush takes this record ...
+  EXPECT_EQ(clock.Tick(), 0u);         // ... the clock wraps ...
+  ASSERT_TRUE(clock.ResetPeriod());    // ... every CPU flushes, new period ...
+  const uint64_t fresh = clock.Tick();
+  EXPECT_EQ(fresh >> 32, 1u);
+  const uint32_t stamp = clock.Now();  // A page stamped in the new period.
+  // ... and the old record is stored late. Its large time must not hide
+  // the page from this CPU.
+  EXPECT_TRUE(clock.NeedFlush(late, stamp));
+  clock.Tick();
+  EXPECT_FALSE(clock.NeedFlush(clock.Tick(), stamp));
 }
 
 }  // namespace

@@ -72,6 +72,7 @@ absl::StatusOr<std::unique_ptr<MemoryManager>> MemoryManager::Create(
 MemoryManager::MemoryManager(std::unique_ptr<FrameTable> table,
                              const MemoryManagerOptions& options)
     : table_(std::move(table)),
+      clock_(options.tlb_clock_start),
       allocator_(table_.get(), &clock_,
                  FrameAllocator::Options{options.allocator_shards}),
       immediate_retirer_(&allocator_),

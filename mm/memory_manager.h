@@ -55,6 +55,8 @@ struct MemoryManagerOptions {
   uint64_t frame_count = uint64_t{1} << 22;
   // Allocator shards; 0 means one per online CPU.
   int allocator_shards = 0;
+  // The TLB clock's first time; near 2^32 to exercise the wrap (>= 1).
+  uint32_t tlb_clock_start = 1;
 };
 
 struct DomainConfig {

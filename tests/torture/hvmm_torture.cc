@@ -49,6 +49,9 @@ ABSL_FLAG(uint64_t, frames, 1 << 16, "host frames");
 ABSL_FLAG(uint64_t, window_pages, 2048,
           "pages of each domain's address window");
 ABSL_FLAG(uint64_t, hypercall_ns, 2000, "assisted flush hypercall latency");
+ABSL_FLAG(uint32_t, tlb_clock_start, 1,
+          "the TLB clock's first time (e.g. 4294960000: it wraps during the "
+          "run)");
 
 namespace hvmm {
 namespace {
@@ -88,6 +91,8 @@ TortureOptions OptionsFromFlags() {
   o.hypercall_ns = absl::GetFlag(FLAGS_hypercall_ns);
   o.retype_lag = std::max(0, absl::GetFlag(FLAGS_retype_lag));
   o.seed = absl::GetFlag(FLAGS_seed);
+  o.tlb_clock_start = absl::GetFlag(FLAGS_tlb_clock_start);
+  if (o.tlb_clock_start < 1) Fail("--tlb-clock-start must be >= 1");
   return o;
 }
 
@@ -129,8 +134,10 @@ void Report(TortureRig& rig, const TortureOptions& o, double elapsed) {
               (unsigned long)g.coherence_violations, g.last_violation_domain,
               (unsigned long)g.last_violation_frame,
               rig.PolicyOf(g.last_violation_domain));
-  std::printf("leaked frames: %lu  free-pool-empty events: %lu\n",
-              (unsigned long)leaked, (unsigned long)u.pool_empty.load());
+  std::printf("leaked frames: %lu  free-pool-empty events: %lu  "
+              "tlb clock: period %u time %u\n",
+              (unsigned long)leaked, (unsigned long)u.pool_empty.load(),
+              rig.mm().clock().period(), rig.mm().clock().Now());
   std::printf("updater ops: %lu (%.0f/s): maps %lu unmaps %lu retypes %lu "
               "allocs %lu recreates %lu\n",
               (unsigned long)u.ops.load(), u.ops.load() / elapsed,

@@ -19,13 +19,15 @@ void SpinHook(void* arg) { SpinFor(*static_cast<const uint64_t*>(arg)); }
 
 absl::StatusOr<std::unique_ptr<TortureRig>> TortureRig::Create(
     const TortureOptions& options) {
-  if (options.domains < 1 || options.vcpus < 1 || options.window_pages < 16) {
+  if (options.domains < 1 || options.vcpus < 1 || options.window_pages < 16 ||
+      options.tlb_clock_start < 1) {
     return absl::InvalidArgumentError(
-        "domains and vcpus must be >= 1 and the window >= 16 pages");
+        "domains and vcpus must be >= 1, the window >= 16 pages and the TLB "
+        "clock start >= 1");
   }
   std::unique_ptr<TortureRig> rig(new TortureRig(options));
   absl::StatusOr<std::unique_ptr<MemoryManager>> mm =
-      MemoryManager::Create({options.frames, 0});
+      MemoryManager::Create({options.frames, 0, options.tlb_clock_start});
   if (!mm.ok()) return mm.status();
   rig->mm_ = *std::move(mm);
 

@@ -52,6 +52,7 @@ struct TortureOptions {
   uint64_t walk_delay_ns = 0;    // Failpoint between a walker's reads.
   uint64_t hypercall_ns = 2000;  // Assisted flush latency.
   int retype_lag = 8;
+  uint32_t tlb_clock_start = 1;  // Near 2^32: the TLB clock wraps in the run.
   uint64_t seed = 1;
 };
 
