@@ -84,7 +84,7 @@ uint64_t Tlb::BeginFill() {
 }
 
 void Tlb::InsertPsc(DomainId domain, Level level, uint64_t prefix, Mfn table,
-                    uint32_t generation) {
+                    uint32_t generation, bool writable) {
   PscEntry* victim = &psc_[0];
   for (PscEntry& p : psc_) {
     if (p.valid && p.domain == domain && p.level == level &&
@@ -98,8 +98,8 @@ void Tlb::InsertPsc(DomainId domain, Level level, uint64_t prefix, Mfn table,
       victim = &p;
     }
   }
-  *victim = PscEntry{true, domain, level, prefix, table, generation,
-                     ++use_clock_};
+  *victim = PscEntry{true,       domain,   level,       prefix,
+                     table,      generation, writable, ++use_clock_};
 }
 
 bool Tlb::Insert(uint64_t fill_token, DomainId domain, Vaddr va,
@@ -137,11 +137,13 @@ bool Tlb::Insert(uint64_t fill_token, DomainId domain, Vaddr va,
   e.tables = walk.tables;
   e.table_generations = walk.generations;
   e.last_use = ++use_clock_;
-  // tables[i] is the table of level 4 - i; cache the pointers below the root.
-  for (uint32_t i = 1; i < walk.tables_read; ++i) {
-    const Level level = static_cast<Level>(4 - i);
+  // tables[i] has level first_level - i; cache the tables below the root.
+  for (uint32_t i = 0; i < walk.tables_read; ++i) {
+    const Level level =
+        static_cast<Level>(static_cast<int>(walk.first_level) - i);
+    if (level == Level::kL4) continue;
     InsertPsc(domain, level, va.value() >> PrefixShift(level), walk.tables[i],
-              walk.generations[i]);
+              walk.generations[i], walk.writable_above[i]);
   }
   return true;
 }

@@ -78,7 +78,8 @@ struct PscEntry {
   Level level = Level::kL1;  // Level of `table`: kL3, kL2 or kL1.
   uint64_t prefix = 0;       // va >> (12 + 9 * level).
   Mfn table{0};
-  uint32_t generation = 0;
+  uint32_t generation = 0;  // The table's, when the walk read it.
+  bool writable = false;    // Every entry above the table allows writes.
   uint64_t last_use = 0;
 };
 
@@ -144,7 +145,7 @@ class Tlb {
   void ApplyPendingFlushes();
   uint32_t SetOf(DomainId domain, uint64_t vpn) const;
   void InsertPsc(DomainId domain, Level level, uint64_t prefix, Mfn table,
-                 uint32_t generation);
+                 uint32_t generation, bool writable);
 
   const Options options_;
   // Owner thread only.

@@ -19,6 +19,7 @@ void GuestCpuStats::Add(const GuestCpuStats& o) {
   tlb_hits += o.tlb_hits;
   tlb_misses += o.tlb_misses;
   walks += o.walks;
+  psc_walks += o.psc_walks;
   faults += o.faults;
   vcpu_switches += o.vcpu_switches;
   existence_violations += o.existence_violations;
@@ -78,7 +79,18 @@ void GuestCpu::Switch(Pcpu& self) {
   if (current_ != nullptr) run_queue_->Push(std::move(current_));
   current_ = run_queue_->Pop();
   if (current_ == nullptr) return;
-  current_->domain->MarkDirty(self.id());
+  Domain& domain = *current_->domain;
+  domain.MarkDirty(self.id());
+  // The caches are tagged by domain, not by root: switching to a vCPU of
+  // the domain that runs on another root drops the domain's translations,
+  // as a CR3 write without PCIDs does.
+  const std::optional<Mfn> root = domain.base_pointer(current_->vcpu);
+  const uint64_t root_key = root ? root->value() + 1 : 0;
+  auto [it, first] = last_root_.try_emplace(domain.id().value(), root_key);
+  if (!first && it->second != root_key) {
+    self.tlb().FlushDomain(domain.id());
+    it->second = root_key;
+  }
   slice_left_ = options_.slice_accesses;
   Bump(switches_);
 }
@@ -159,9 +171,21 @@ bool GuestCpu::Step(Pcpu& self) {
     return true;
   }
   const uint64_t token = self.tlb().BeginFill();
-  const WalkResult w = WalkTables(*table_, *root, a.va, a.access,
-                                  options_.walk_delay, options_.walk_delay_arg);
+  // Start from the deepest table the paging-structure cache knows on this
+  // path, as hardware does; else from the root.
+  const PscEntry* psc =
+      options_.use_psc ? self.tlb().LookupTable(domain.id(), a.va) : nullptr;
+  const WalkResult w =
+      psc != nullptr
+          ? WalkTablesFrom(*table_,
+                           WalkStart{psc->table, psc->level, psc->generation,
+                                     psc->writable},
+                           a.va, a.access, options_.walk_delay,
+                           options_.walk_delay_arg)
+          : WalkTables(*table_, *root, a.va, a.access, options_.walk_delay,
+                       options_.walk_delay_arg);
   Bump(walks_);
+  if (psc != nullptr) Bump(psc_walks_);
   const int pipe = PipeCount(w, section.entry_time());
   Bump(pipe_[pipe]);
   if (pipe >= 2) {
@@ -182,6 +206,7 @@ GuestCpuStats GuestCpu::stats() const {
   s.tlb_hits = hits_.load(std::memory_order_relaxed);
   s.tlb_misses = misses_.load(std::memory_order_relaxed);
   s.walks = walks_.load(std::memory_order_relaxed);
+  s.psc_walks = psc_walks_.load(std::memory_order_relaxed);
   s.faults = faults_.load(std::memory_order_relaxed);
   s.vcpu_switches = switches_.load(std::memory_order_relaxed);
   s.existence_violations = existence_violations_.load(std::memory_order_relaxed);

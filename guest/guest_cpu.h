@@ -11,7 +11,8 @@
 //   2. TLB hit: use it, after checking that none of the frames the entry was
 //      derived from has a new generation (coherence check);
 //   3. miss, or a write through a read-only entry: walk the tables from the
-//      vCPU's base pointer, locklessly; check at the end of the walk that
+//      deepest table the paging-structure cache holds for the address, or
+//      else from the vCPU's base pointer, locklessly; check at the end that
 //      every table it read still has the generation it saw (existence
 //      check); fill the TLB.
 // Failed checks are counted as violations (DESIGN §6), never repaired.
@@ -36,6 +37,7 @@
 #include <deque>
 #include <memory>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "base/mutex.h"
 #include "cpu/pcpu.h"
@@ -79,6 +81,7 @@ struct GuestCpuStats {
   uint64_t tlb_hits = 0;
   uint64_t tlb_misses = 0;
   uint64_t walks = 0;
+  uint64_t psc_walks = 0;  // Walks that started from a PSC entry.
   uint64_t faults = 0;  // Not present, write-protected, or no base pointer.
   uint64_t vcpu_switches = 0;
   uint64_t existence_violations = 0;
@@ -104,6 +107,9 @@ class GuestCpu {
     // may be null: walks then land in 0 or >= 2). The pCPUs need a
     // SectionClock for the comparison to mean anything.
     const ReleaseStamps* release_stamps = nullptr;
+    // Start walks from the paging-structure cache when it knows a table on
+    // the path.
+    bool use_psc = true;
   };
 
   GuestCpu(const FrameTable* table, VcpuRunQueue* run_queue, Options options)
@@ -127,11 +133,14 @@ class GuestCpu {
   const Options options_;
   std::unique_ptr<GuestVcpu> current_;
   uint32_t slice_left_ = 0;
+  // Per domain, the root this pCPU last ran it on (Mfn + 1; 0: none).
+  absl::flat_hash_map<uint32_t, uint64_t> last_root_;
 
   void NoteViolation(std::atomic<uint64_t>& counter, DomainId domain,
                      Mfn frame);
 
   std::atomic<uint64_t> accesses_{0}, hits_{0}, misses_{0}, walks_{0},
+      psc_walks_{0},
       faults_{0}, switches_{0}, existence_violations_{0},
       coherence_violations_{0};
   std::atomic<uint64_t> pipe_[kPipeLen] = {};

@@ -7,6 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "mm/memory_manager.h"
+#include "mm/pte.h"
 #include "mm/testing/mm_test_util.h"
 
 namespace hvmm {
@@ -121,6 +122,42 @@ TEST(GuestCpuTest, AFlushOfAnotherDomainDoesNotHideAStaleEntry) {
   ASSERT_TRUE(guest.Step(pcpu));  // Applies the other flush, then hits.
   EXPECT_EQ(guest.stats().tlb_hits, 1u);
   EXPECT_EQ(guest.stats().coherence_violations, 1u);
+}
+
+// Caches are tagged by domain: two vCPUs of one domain on different roots
+// must not share translations on a pCPU, while two on the same root do.
+TEST(GuestCpuTest, SwitchingToAVcpuOnAnotherRootDropsTheDomainsTranslations) {
+  for (const bool same_root : {true, false}) {
+    SCOPED_TRACE(same_root ? "same root" : "different roots");
+    auto mm = MakeMemoryManager(1024);
+    const DomainId a = mm->CreateDomain({"a", 2, 256}).value();
+    ASSERT_TRUE(mm->MapRange(a, Vaddr(0), 1, true).ok());
+    if (!same_root) {
+      // vCPU 1 gets its own root mapping page 0 to another frame.
+      constexpr uint64_t kRw = kPtePresent | kPteUser | kPteWritable;
+      const std::vector<Mfn> f = mm->IncreaseReservation(a, 5).value();
+      ASSERT_TRUE(mm->PinTable(a, f[0], Level::kL4).ok());
+      ASSERT_TRUE(mm->MmuUpdate(a, {{f[0], 0, MakePte(f[1], kRw)},
+                                    {f[1], 0, MakePte(f[2], kRw)},
+                                    {f[2], 0, MakePte(f[3], kRw)},
+                                    {f[3], 0, MakePte(f[4], kRw)}})
+                      .ok());
+      ASSERT_TRUE(mm->SetBasePointer(a, VcpuId(1), f[0]).ok());
+    }
+    WorkloadConfig w;
+    w.ranges = {{Vaddr(0), 1}};
+    w.write_fraction = 0;
+    VcpuRunQueue run_queue;
+    run_queue.AddDomain(mm->FindDomain(a), w, 1);
+    TlbClock clock;
+    Pcpu pcpu(0, &clock, Tlb::Options());
+    // One access per slice: every step switches vCPU (0, 1, 0, 1).
+    GuestCpu guest(&mm->frame_table(), &run_queue, GuestCpu::Options{1});
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(guest.Step(pcpu));
+    EXPECT_EQ(guest.stats().vcpu_switches, 4u);
+    EXPECT_EQ(guest.stats().tlb_hits, same_root ? 3u : 0u);
+    EXPECT_EQ(guest.stats().coherence_violations, 0u);
+  }
 }
 
 }  // namespace

@@ -96,8 +96,15 @@ TypeTransaction MemoryManager::NewTransaction(const Domain& domain,
                          &domain);
 }
 
-void MemoryManager::CommitLocked(const Domain& domain, TypeTransaction& txn) {
+void MemoryManager::CommitLocked(const Domain& domain, TypeTransaction& txn,
+                                 std::optional<bool> flush_tables_leave) {
   txn.Commit();
+  if (flush_tables_leave) AfterUnmap(domain, *flush_tables_leave);
+  ReportReleasedLocked(domain, txn);
+}
+
+void MemoryManager::ReportReleasedLocked(const Domain& domain,
+                                         const TypeTransaction& txn) {
   if (hooks_ != nullptr && !txn.released_tables().empty()) {
     hooks_->AfterTablesReleased(domain, txn.released_tables());
   }
@@ -223,8 +230,7 @@ absl::Status MemoryManager::DestroyDomain(DomainId id) {
         txn.PutPageAndType(mfn);
       }
     }
-    CommitLocked(*domain, txn);
-    AfterUnmap(*domain, /*tables_leave=*/true);
+    CommitLocked(*domain, txn, /*flush_tables_leave=*/true);
     for (Mfn mfn : frames) domain->ReleaseFrameLocked(*table_, mfn);
     retirer_->Retire(*domain, frames);
   }
@@ -357,11 +363,15 @@ absl::Status MemoryManager::SetBasePointer(DomainId id, VcpuId vcpu,
       return s;
     }
   }
-  if (std::optional<Mfn> old = domain.base_pointer(vcpu)) {
-    txn.PutPageAndType(*old);
-  }
-  CommitLocked(domain, txn);
+  const std::optional<Mfn> old = domain.base_pointer(vcpu);
+  if (old) txn.PutPageAndType(*old);
+  txn.Commit();
   domain.set_base_pointer_locked(vcpu, root);
+  // Caches are tagged by domain, not by root: translations through the old
+  // root must go (Xen flushes on new_guest_cr3).
+  if (old != root) AfterUnmap(domain, /*tables_leave=*/false);
+  // Only now can no new walk start from the old root.
+  ReportReleasedLocked(domain, txn);
   return absl::OkStatus();
 }
 
@@ -400,10 +410,10 @@ absl::Status MemoryManager::MmuUpdate(DomainId id,
       mapping_removed = true;
     }
   }
-  CommitLocked(**d, txn);
   // A replaced or cleared entry: no pCPU may use the old translation once
   // this returns (coherence).
-  if (mapping_removed) AfterUnmap(**d, /*tables_leave=*/false);
+  CommitLocked(**d, txn, mapping_removed ? std::optional<bool>(false)
+                                         : std::nullopt);
   return absl::OkStatus();
 }
 
@@ -467,12 +477,12 @@ absl::StatusOr<UnmapRangeResult> MemoryManager::UnmapRange(DomainId id,
                       TypeTransaction::Mode::kWriteThrough);
   UnmapRangeResult result =
       UnhookRangeLocked(txn, *table_, *root, start, pages, &to_release);
-  CommitLocked(domain, txn);
   // 2. Flush (and, for policies without grace periods, wait out walkers if
-  // tables are leaving).
-  if (result.pages_unmapped > 0 || result.tables_unhooked > 0) {
-    AfterUnmap(domain, /*tables_leave=*/result.tables_unhooked > 0);
-  }
+  // tables are leaving); then report the released tables.
+  CommitLocked(domain, txn,
+               result.pages_unmapped > 0 || result.tables_unhooked > 0
+                   ? std::optional<bool>(result.tables_unhooked > 0)
+                   : std::nullopt);
   // 3 + 4. Hand the frames to the retirer, which frees them once no walker
   // can reach them.
   for (Mfn mfn : to_release) domain.ReleaseFrameLocked(*table_, mfn);

@@ -190,9 +190,16 @@ class MemoryManager {
   TypeTransaction NewTransaction(const Domain& domain,
                                  TypeTransaction::Mode mode);
   // Hook calls; no-ops without hooks.
-  // Commits `txn` and reports the page tables it released
-  // (FlushHooks::AfterTablesReleased). REQUIRES: domain.mu() held.
-  void CommitLocked(const Domain& domain, TypeTransaction& txn);
+  // Commits `txn`; then, if `flush_tables_leave` is set, flushes
+  // (AfterUnmap with that tables_leave); then reports the page tables it
+  // released (ReportReleasedLocked). The report comes after the flush, so
+  // that its cookie postdates the paging-structure caches' last view of
+  // them. REQUIRES: domain.mu() held.
+  void CommitLocked(const Domain& domain, TypeTransaction& txn,
+                    std::optional<bool> flush_tables_leave = std::nullopt);
+  // FlushHooks::AfterTablesReleased for `txn`'s released tables, once no
+  // new walk can reach them. REQUIRES: domain.mu() held; txn committed.
+  void ReportReleasedLocked(const Domain& domain, const TypeTransaction& txn);
   void AfterUnmap(const Domain& domain, bool tables_leave);
   void AfterAllocate(const Domain& domain, uint32_t stamp);
 

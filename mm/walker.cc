@@ -20,16 +20,21 @@ const char* WalkOutcomeName(WalkOutcome outcome) {
   return "invalid";
 }
 
-WalkResult WalkTables(const FrameTable& table, Mfn root, Vaddr va,
-                      Access access, WalkDelayHook delay, void* delay_arg) {
+namespace {
+
+// `known_generation`: the first table's generation if already known (from
+// a cache), else read here like every other table's.
+WalkResult Walk(const FrameTable& table, Mfn first, Level first_level,
+                const uint32_t* known_generation, bool writable, Vaddr va,
+                Access access, WalkDelayHook delay, void* delay_arg) {
   WalkResult r;
+  r.first_level = first_level;
   if (!va.IsCanonical()) {
     r.outcome = WalkOutcome::kNonCanonical;
     return r;
   }
-  bool writable = true;
-  Mfn current = root;
-  for (int l = 4; l >= 1; --l) {
+  Mfn current = first;
+  for (int l = static_cast<int>(first_level); l >= 1; --l) {
     const Level level = static_cast<Level>(l);
     if (!table.Contains(current)) {
       r.outcome = WalkOutcome::kBadFrame;
@@ -38,8 +43,11 @@ WalkResult WalkTables(const FrameTable& table, Mfn root, Vaddr va,
     }
     const uint32_t slot = r.tables_read++;
     r.tables[slot] = current;
+    r.writable_above[slot] = writable;
     r.generations[slot] =
-        table.info(current).generation.load(std::memory_order_acquire);
+        slot == 0 && known_generation != nullptr
+            ? *known_generation
+            : table.info(current).generation.load(std::memory_order_acquire);
     const uint64_t e =
         table.entries(current)[va.TableIndex(level)].load(
             std::memory_order_acquire);
@@ -67,6 +75,21 @@ WalkResult WalkTables(const FrameTable& table, Mfn root, Vaddr va,
   r.data_generation =
       table.info(current).generation.load(std::memory_order_acquire);
   return r;
+}
+
+}  // namespace
+
+WalkResult WalkTables(const FrameTable& table, Mfn root, Vaddr va,
+                      Access access, WalkDelayHook delay, void* delay_arg) {
+  return Walk(table, root, Level::kL4, nullptr, true, va, access, delay,
+              delay_arg);
+}
+
+WalkResult WalkTablesFrom(const FrameTable& table, const WalkStart& start,
+                          Vaddr va, Access access, WalkDelayHook delay,
+                          void* delay_arg) {
+  return Walk(table, start.table, start.level, &start.generation,
+              start.writable, va, access, delay, delay_arg);
 }
 
 bool TablesUnchanged(const FrameTable& table, const WalkResult& walk) {

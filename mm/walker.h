@@ -11,6 +11,11 @@
 // frame and the generation it had *before* its entry was read (DESIGN §6);
 // TablesUnchanged() re-reads them at the end.
 //
+// A walk may start below the root, from a table a paging-structure cache
+// remembered (WalkStart): it then records that table with the generation the
+// cache saw when it was filled, so a cache entry that outlived its table is
+// caught like any other stale read.
+//
 // Thread-safety: WalkTables is safe against concurrent writers of the tables
 // it reads; it never crashes on torn or stale contents, it just reports what
 // it found.
@@ -45,10 +50,16 @@ struct WalkResult {
   // The data frame's generation, read after the leaf entry (when kOk): a TLB
   // entry built from this walk is stale once it changes (coherence, §6).
   uint32_t data_generation = 0;
-  // Tables read, root first, with their generations before each read.
+  // Level of tables[0]: kL4 for a walk from the root, lower for one that
+  // started from a paging-structure cache entry.
+  Level first_level = Level::kL4;
+  // Tables read, first (highest) first, with their generations before each
+  // read; tables[i] has level first_level - i.
   uint32_t tables_read = 0;
   std::array<Mfn, 4> tables{Mfn(0), Mfn(0), Mfn(0), Mfn(0)};
   std::array<uint32_t, 4> generations{};
+  // Whether every entry above tables[i] allowed writes (for caches).
+  std::array<bool, 4> writable_above{};
 
   bool ok() const { return outcome == WalkOutcome::kOk; }
 };
@@ -60,6 +71,21 @@ using WalkDelayHook = void (*)(void* arg);
 WalkResult WalkTables(const FrameTable& table, Mfn root, Vaddr va,
                       Access access, WalkDelayHook delay = nullptr,
                       void* delay_arg = nullptr);
+
+// Where a walk below the root starts: a table of `level` (kL3..kL1) on va's
+// path, its generation when the cache learnt it, and whether every entry
+// above it allowed writes.
+struct WalkStart {
+  Mfn table{0};
+  Level level = Level::kL3;
+  uint32_t generation = 0;
+  bool writable = true;
+};
+
+WalkResult WalkTablesFrom(const FrameTable& table, const WalkStart& start,
+                          Vaddr va, Access access,
+                          WalkDelayHook delay = nullptr,
+                          void* delay_arg = nullptr);
 
 // Whether every table the walk read still has the generation it recorded:
 // false means one was freed or left its page-table type during the walk.
