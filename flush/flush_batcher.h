@@ -30,10 +30,21 @@
 
 namespace hvmm {
 
-// One caller's flush: which pCPUs, what to invalidate.
+// Flags of a flush request (DESIGN §3; Xen's FLUSH_TLB, FLUSH_NO_ASSIST).
+enum FlushFlag : uint32_t {
+  kFlushTlb = 1u << 0,  // Invalidate TLB and PSC entries in the scope.
+  // Do not use the hypervisor's assist: the caller needs the IPI backend's
+  // wait for every target's interrupt window (a page leaving a page-table
+  // type under assisted+force-ipi; every flush under ipi).
+  kFlushNoAssist = 1u << 1,
+};
+
+// One caller's flush: which pCPUs, what to invalidate, how. A batcher
+// serves one backend; FlushPolicy::Send picks the batcher from the flags.
 struct FlushRequest {
   CpuMask targets;
   FlushScope scope;
+  uint32_t flags = kFlushTlb;
 };
 
 // What one backend call must do: invalidate every scope on every target.

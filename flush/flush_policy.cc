@@ -79,9 +79,10 @@ FlushPolicy::FlushPolicy(Policy policy, bool allow_unsafe, Machine machine)
       machine_(std::move(machine)),
       release_stamps_(machine_.frame_count) {}
 
-void FlushPolicy::Send(const FlushRequest& request, bool by_ipi, bool forced) {
+void FlushPolicy::Send(FlushRequest request, bool no_assist, bool forced) {
   if (request.targets.Empty()) return;
-  if (by_ipi) {
+  if (no_assist) request.flags |= kFlushNoAssist;
+  if (request.flags & kFlushNoAssist) {
     machine_.ipi->Flush(request);
     ipi_flushes_.fetch_add(1, std::memory_order_relaxed);
     if (forced) forced_ipis_.fetch_add(1, std::memory_order_relaxed);
@@ -96,15 +97,15 @@ void FlushPolicy::AfterUnmap(const Domain& domain, bool tables_leave) {
                              FlushScope::Domain(domain.id())};
   switch (PolicyFor(domain)) {
     case Policy::kIpi:
-      Send(request, /*by_ipi=*/true, /*forced=*/false);
+      Send(request, /*no_assist=*/true, /*forced=*/false);
       break;
     case Policy::kAssistedForceIpi:
-      Send(request, /*by_ipi=*/tables_leave, /*forced=*/tables_leave);
+      Send(request, /*no_assist=*/tables_leave, /*forced=*/tables_leave);
       break;
     case Policy::kAssistedUnsafe:
     case Policy::kAssistedRcu:
       // rcu: existence comes from the DeferredRetirer's grace period.
-      Send(request, /*by_ipi=*/false, /*forced=*/false);
+      Send(request, /*no_assist=*/false, /*forced=*/false);
       break;
   }
 }
@@ -120,16 +121,16 @@ void FlushPolicy::BeforeRetype(const Domain& domain, Mfn mfn) {
                              FlushScope::Domain(domain.id())};
   switch (PolicyFor(domain)) {
     case Policy::kIpi:
-      Send(request, /*by_ipi=*/true, /*forced=*/false);
+      Send(request, /*no_assist=*/true, /*forced=*/false);
       break;
     case Policy::kAssistedForceIpi:
-      Send(request, /*by_ipi=*/true, /*forced=*/true);
+      Send(request, /*no_assist=*/true, /*forced=*/true);
       break;
     case Policy::kAssistedUnsafe:
-      Send(request, /*by_ipi=*/false, /*forced=*/false);
+      Send(request, /*no_assist=*/false, /*forced=*/false);
       break;
     case Policy::kAssistedRcu:
-      Send(request, /*by_ipi=*/false, /*forced=*/false);
+      Send(request, /*no_assist=*/false, /*forced=*/false);
       if (machine_.grace->CondSynchronize(domain.id(),
                                           release_stamps_.At(mfn))) {
         retype_grace_periods_.fetch_add(1, std::memory_order_relaxed);
@@ -151,9 +152,9 @@ void FlushPolicy::AfterAllocate(const Domain& domain, uint32_t stamp) {
     }
   }
   const Policy policy = PolicyFor(domain);
-  const bool by_ipi =
+  const bool no_assist =
       policy == Policy::kIpi || policy == Policy::kAssistedForceIpi;
-  Send(request, by_ipi, /*forced=*/policy == Policy::kAssistedForceIpi);
+  Send(request, no_assist, /*forced=*/policy == Policy::kAssistedForceIpi);
   if (wrapped && machine_.clock->ResetPeriod()) {
     clock_periods_.fetch_add(1, std::memory_order_relaxed);
   }

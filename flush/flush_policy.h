@@ -124,8 +124,10 @@ class FlushPolicy : public FlushHooks {
  private:
   FlushPolicy(Policy policy, bool allow_unsafe, Machine machine);
 
-  // Sends `request` by IPI if `by_ipi`, else assisted.
-  void Send(const FlushRequest& request, bool by_ipi, bool forced);
+  // Sets kFlushNoAssist if `no_assist`, then sends a NO_ASSIST request to
+  // the IPI batcher and any other to the assisted one. `forced`: an IPI only
+  // force-ipi sends (counted apart).
+  void Send(FlushRequest request, bool no_assist, bool forced);
 
   const Policy policy_;
   const bool allow_unsafe_;
