@@ -15,36 +15,49 @@
 namespace hvmm {
 namespace {
 
+// What a policy needs around running pCPUs: grace periods, both backends
+// (no simulated latency) and their batchers.
+struct PolicyParts {
+  PolicyParts(const std::vector<Pcpu*>& pcpus, TlbClock* clock)
+      : pcpus(pcpus),
+        clock(clock),
+        grace(pcpus),
+        ipi(pcpus),
+        assisted(pcpus, {0, 0}),
+        ipi_batcher(&ipi),
+        assisted_batcher(&assisted) {}
+  FlushPolicy::Machine Machine() {
+    return {pcpus, clock, &ipi_batcher, &assisted_batcher, &grace, 1024};
+  }
+  std::unique_ptr<FlushPolicy> Make(Policy p, bool allow_unsafe = true) {
+    return FlushPolicy::Create(p, allow_unsafe, Machine()).value();
+  }
+
+  const std::vector<Pcpu*> pcpus;
+  TlbClock* const clock;
+  GracePeriods grace;
+  IpiFlushBackend ipi;
+  AssistedFlushBackend assisted;
+  FlushBatcher ipi_batcher, assisted_batcher;
+};
+
 // Idle pCPUs, both backends, and a domain that has run on pCPUs 0 and 2.
 class FlushPolicyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    raw_ = pcpus_.pcpus();
-    grace_ = std::make_unique<GracePeriods>(raw_);
-    ipi_ = std::make_unique<IpiFlushBackend>(raw_);
-    assisted_ = std::make_unique<AssistedFlushBackend>(
-        raw_, AssistedFlushBackend::Options{0, 0});
-    ipi_batcher_ = std::make_unique<FlushBatcher>(ipi_.get());
-    assisted_batcher_ = std::make_unique<FlushBatcher>(assisted_.get());
     domain_.MarkDirty(0);
     domain_.MarkDirty(2);
   }
-  FlushPolicy::Machine Machine() {
-    return {raw_,           &clock_,      ipi_batcher_.get(),
-            assisted_batcher_.get(), grace_.get(), kFrames};
-  }
-  std::unique_ptr<FlushPolicy> Make(Policy p) {
-    return FlushPolicy::Create(p, /*allow_unsafe=*/true, Machine()).value();
-  }
+  FlushPolicy::Machine Machine() { return parts_.Machine(); }
+  std::unique_ptr<FlushPolicy> Make(Policy p) { return parts_.Make(p); }
 
-  static constexpr uint64_t kFrames = 1024;
   testing::PcpuSet pcpus_{3, testing::PcpuSet::Idle};
   TlbClock& clock_ = pcpus_.clock();
-  std::vector<Pcpu*> raw_;
-  std::unique_ptr<GracePeriods> grace_;
-  std::unique_ptr<IpiFlushBackend> ipi_;
-  std::unique_ptr<AssistedFlushBackend> assisted_;
-  std::unique_ptr<FlushBatcher> ipi_batcher_, assisted_batcher_;
+  const std::vector<Pcpu*>& raw_ = pcpus_.pcpus();
+  PolicyParts parts_{raw_, &clock_};
+  GracePeriods* const grace_ = &parts_.grace;
+  IpiFlushBackend* const ipi_ = &parts_.ipi;
+  AssistedFlushBackend* const assisted_ = &parts_.assisted;
   Domain domain_{DomainId(1), "d", 1, 16};
 };
 
@@ -123,15 +136,8 @@ TEST_F(FlushPolicyTest, RcuRetypeOfAReleasedTableWithNoOlderWalkerIsFree) {
 // began after it does not.
 TEST(FlushPolicyRcuTest, RetypeWaitsOnlyForWalkersOlderThanTheRelease) {
   testing::ParkedReaders readers(2);
-  TlbClock& clock = readers.clock();
-  GracePeriods grace(readers.pcpus());
-  IpiFlushBackend ipi(readers.pcpus());
-  AssistedFlushBackend assisted(readers.pcpus(), {0, 0});
-  FlushBatcher ipi_batcher(&ipi), assisted_batcher(&assisted);
-  auto p = FlushPolicy::Create(Policy::kAssistedRcu, false,
-                               {readers.pcpus(), &clock, &ipi_batcher,
-                                &assisted_batcher, &grace, 64})
-               .value();
+  PolicyParts parts(readers.pcpus(), &readers.clock());
+  auto p = parts.Make(Policy::kAssistedRcu);
   Domain domain(DomainId(1), "d", 1, 16);
   domain.MarkDirty(0);
   domain.MarkDirty(1);
@@ -219,14 +225,9 @@ TEST_F(FlushPolicyTest, EachHookFollowsTheDomainsOwnPolicy) {
 TEST(FlushPolicyWrapTest, AllocationAfterAWrapFlushesEveryoneAndResets) {
   TlbClock clock(std::numeric_limits<uint32_t>::max());
   testing::PcpuSet pcpus(3, testing::PcpuSet::Idle, &clock);
-  GracePeriods grace(pcpus.pcpus());
-  IpiFlushBackend ipi(pcpus.pcpus());
-  AssistedFlushBackend assisted(pcpus.pcpus(), {0, 0});
-  FlushBatcher ipi_batcher(&ipi), assisted_batcher(&assisted);
-  auto p = FlushPolicy::Create(Policy::kAssistedRcu, false,
-                               {pcpus.pcpus(), &clock, &ipi_batcher,
-                                &assisted_batcher, &grace, 64})
-               .value();
+  PolicyParts parts(pcpus.pcpus(), &clock);
+  auto p = parts.Make(Policy::kAssistedRcu);
+  AssistedFlushBackend& assisted = parts.assisted;
   Domain d(DomainId(1), "d", 1, 16);
   p->AfterAllocate(d, clock.Now());  // Full flush of all three: wraps.
   ASSERT_EQ(clock.Now(), 0u);

@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/check.h"
 #include "gtest/gtest.h"
 #include "mm/memory_manager.h"
 #include "mm/pte.h"
@@ -75,53 +76,62 @@ TEST(GuestCpuTest, AccessesHitTheTlbAfterTheFirstWalkAndNothingIsViolated) {
   EXPECT_TRUE(mm->Audit().ok()) << mm->Audit();
 }
 
+// One domain with page 0 mapped, its one vCPU reading page 0 on a pCPU
+// that the test drives by hand (not started), and no flush hooks: an unmap
+// frees at once and flushes nothing.
+class HandDrivenGuest {
+ public:
+  HandDrivenGuest()
+      : mm_(MakeMemoryManager(1024)),
+        domain_(mm_->CreateDomain({"a", 1, 256}).value()),
+        pcpu_(0, &clock_, Tlb::Options()) {
+    HVMM_CHECK(mm_->MapRange(domain_, Vaddr(0), 1, true).ok());
+    WorkloadConfig w;
+    w.ranges = {{Vaddr(0), 1}};
+    w.write_fraction = 0;
+    run_queue_.AddDomain(mm_->FindDomain(domain_), w, 1);
+    guest_ = std::make_unique<GuestCpu>(&mm_->frame_table(), &run_queue_,
+                                        GuestCpu::Options{1000});
+  }
+  bool Step() { return guest_->Step(pcpu_); }
+  void UnmapPage0() { HVMM_CHECK(mm_->UnmapRange(domain_, Vaddr(0), 1).ok()); }
+  GuestCpuStats stats() const { return guest_->stats(); }
+  Pcpu& pcpu() { return pcpu_; }
+
+ private:
+  std::unique_ptr<MemoryManager> mm_;
+  DomainId domain_;
+  TlbClock clock_;
+  Pcpu pcpu_;
+  VcpuRunQueue run_queue_;
+  std::unique_ptr<GuestCpu> guest_;
+};
+
 // The oracle can fail: free a table behind a TLB entry's back (no flush, no
 // grace period) and the next use of that entry is a coherence violation.
 TEST(GuestCpuTest, UsingATranslationWhoseFramesWereFreedIsAViolation) {
-  auto mm = MakeMemoryManager(1024);
-  const DomainId a = mm->CreateDomain({"a", 1, 256}).value();
-  ASSERT_TRUE(mm->MapRange(a, Vaddr(0), 1, true).ok());
-  WorkloadConfig w;
-  w.ranges = {{Vaddr(0), 1}};
-  w.write_fraction = 0;
-  VcpuRunQueue run_queue;
-  run_queue.AddDomain(mm->FindDomain(a), w, 1);
-  TlbClock clock;
-  Pcpu pcpu(0, &clock, Tlb::Options());
-  GuestCpu guest(&mm->frame_table(), &run_queue, GuestCpu::Options{1000});
-  // Drive steps by hand on this thread (the pCPU is not started).
-  ASSERT_TRUE(guest.Step(pcpu));  // Miss: walk and fill.
-  ASSERT_TRUE(guest.Step(pcpu));  // Hit.
-  EXPECT_EQ(guest.stats().coherence_violations, 0u);
-  // Unmap with the immediate retirer and no flush: the frames are freed and
-  // the TLB still maps them.
-  ASSERT_TRUE(mm->UnmapRange(a, Vaddr(0), 1).ok());
-  ASSERT_TRUE(guest.Step(pcpu));
-  EXPECT_EQ(guest.stats().coherence_violations, 1u);
-  EXPECT_EQ(guest.stats().tlb_hits, 2u);
+  HandDrivenGuest g;
+  ASSERT_TRUE(g.Step());  // Miss: walk and fill.
+  ASSERT_TRUE(g.Step());  // Hit.
+  EXPECT_EQ(g.stats().coherence_violations, 0u);
+  // The frames are freed and the TLB still maps them.
+  g.UnmapPage0();
+  ASSERT_TRUE(g.Step());
+  EXPECT_EQ(g.stats().coherence_violations, 1u);
+  EXPECT_EQ(g.stats().tlb_hits, 2u);
 }
 
 // A flush that landed before the use (here: of another domain) does not
 // excuse a stale entry: only an invalidation requested after the lookup
 // orders the use before the free.
 TEST(GuestCpuTest, AFlushOfAnotherDomainDoesNotHideAStaleEntry) {
-  auto mm = MakeMemoryManager(1024);
-  const DomainId a = mm->CreateDomain({"a", 1, 256}).value();
-  ASSERT_TRUE(mm->MapRange(a, Vaddr(0), 1, true).ok());
-  WorkloadConfig w;
-  w.ranges = {{Vaddr(0), 1}};
-  w.write_fraction = 0;
-  VcpuRunQueue run_queue;
-  run_queue.AddDomain(mm->FindDomain(a), w, 1);
-  TlbClock clock;
-  Pcpu pcpu(0, &clock, Tlb::Options());
-  GuestCpu guest(&mm->frame_table(), &run_queue, GuestCpu::Options{1000});
-  ASSERT_TRUE(guest.Step(pcpu));  // Miss: walk and fill.
-  pcpu.tlb().RequestFlush(FlushScope::Domain(DomainId(99)));
-  ASSERT_TRUE(mm->UnmapRange(a, Vaddr(0), 1).ok());  // No flush of `a`.
-  ASSERT_TRUE(guest.Step(pcpu));  // Applies the other flush, then hits.
-  EXPECT_EQ(guest.stats().tlb_hits, 1u);
-  EXPECT_EQ(guest.stats().coherence_violations, 1u);
+  HandDrivenGuest g;
+  ASSERT_TRUE(g.Step());  // Miss: walk and fill.
+  g.pcpu().tlb().RequestFlush(FlushScope::Domain(DomainId(99)));
+  g.UnmapPage0();        // No flush of the domain.
+  ASSERT_TRUE(g.Step());  // Applies the other flush, then hits.
+  EXPECT_EQ(g.stats().tlb_hits, 1u);
+  EXPECT_EQ(g.stats().coherence_violations, 1u);
 }
 
 // Caches are tagged by domain: two vCPUs of one domain on different roots
