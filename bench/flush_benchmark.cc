@@ -7,38 +7,23 @@
 // schedule each target, which is the cost assisted flushes avoid.
 #include <algorithm>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "cpu/testing/pcpu_set.h"
 #include "flush/flush_backends.h"
 
 namespace hvmm {
 namespace {
 
-class Machine {
- public:
-  Machine(int n, bool busy) {
-    for (int i = 0; i < n; ++i) {
-      pcpus_.push_back(std::make_unique<Pcpu>(i, &clock_, Tlb::Options()));
-      raw_.push_back(pcpus_.back().get());
-    }
-    for (auto& p : pcpus_) {
-      p->Start([busy](Pcpu&) {
-        if (busy) SpinFor(2000);  // A 2 us interrupts-off section.
-        return busy;
-      });
-    }
-  }
-  ~Machine() {
-    for (auto& p : pcpus_) p->Stop();
-  }
-  const std::vector<Pcpu*>& pcpus() const { return raw_; }
-
- private:
-  TlbClock clock_;
-  std::vector<std::unique_ptr<Pcpu>> pcpus_;
-  std::vector<Pcpu*> raw_;
-};
+// `n` pCPUs; busy ones spin through 2 us interrupts-off steps.
+testing::PcpuSet::Step BusyOrIdle(bool busy) {
+  return [busy](Pcpu&) {
+    if (busy) SpinFor(2000);
+    return busy;
+  };
+}
 
 FlushBatch AllTargets(int n) {
   return FlushBatch{CpuMask::FirstN(n),
@@ -47,7 +32,7 @@ FlushBatch AllTargets(int n) {
 
 void BM_IpiFlush(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
-  Machine m(n, state.range(1) != 0);
+  testing::PcpuSet m(n, BusyOrIdle(state.range(1) != 0));
   IpiFlushBackend ipi(m.pcpus());
   const FlushBatch batch = AllTargets(n);
   for (auto _ : state) ipi.Flush(batch);
@@ -56,7 +41,7 @@ void BM_IpiFlush(benchmark::State& state) {
 
 void BM_AssistedFlush(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
-  Machine m(n, state.range(1) != 0);
+  testing::PcpuSet m(n, BusyOrIdle(state.range(1) != 0));
   AssistedFlushBackend assisted(m.pcpus(), {2000, 100});
   const FlushBatch batch = AllTargets(n);
   for (auto _ : state) assisted.Flush(batch);
@@ -75,15 +60,21 @@ BENCHMARK(BM_IpiFlush)->Apply(Shapes);
 BENCHMARK(BM_AssistedFlush)->Apply(Shapes);
 
 // Batching: `threads` callers each flushing 2 pCPUs through one batcher in
-// front of the IPI backend, on 4 busy pCPUs. Items are requests served.
-void BM_BatchedIpiFlush(benchmark::State& state) {
-  static Machine* m = nullptr;
-  static IpiFlushBackend* ipi = nullptr;
+// front of the backend, on 4 busy pCPUs. Items are requests served;
+// requests_per_call is the batch size the batcher reached.
+template <typename Backend>
+void BM_BatchedFlush(benchmark::State& state) {
+  static testing::PcpuSet* m = nullptr;
+  static Backend* backend = nullptr;
   static FlushBatcher* batcher = nullptr;
   if (state.thread_index() == 0) {
-    m = new Machine(4, true);
-    ipi = new IpiFlushBackend(m->pcpus());
-    batcher = new FlushBatcher(ipi);
+    m = new testing::PcpuSet(4, BusyOrIdle(true));
+    if constexpr (std::is_same_v<Backend, AssistedFlushBackend>) {
+      backend = new Backend(m->pcpus(), {2000, 100});
+    } else {
+      backend = new Backend(m->pcpus());
+    }
+    batcher = new FlushBatcher(backend);
   }
   CpuMask mask;
   mask.Set(state.thread_index() % 4);
@@ -97,11 +88,16 @@ void BM_BatchedIpiFlush(benchmark::State& state) {
         static_cast<double>(batcher->requests()) /
         static_cast<double>(std::max<uint64_t>(1, batcher->backend_calls()));
     delete batcher;
-    delete ipi;
+    delete backend;
     delete m;
   }
 }
-BENCHMARK(BM_BatchedIpiFlush)->ThreadRange(1, 8)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_BatchedFlush, IpiFlushBackend)
+    ->ThreadRange(1, 8)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_BatchedFlush, AssistedFlushBackend)
+    ->ThreadRange(1, 8)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace hvmm

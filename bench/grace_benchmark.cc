@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "cpu/testing/pcpu_set.h"
 #include "flush/flush_backends.h"
 #include "grace/grace_periods.h"
 
@@ -24,51 +25,64 @@ void BM_ReadSectionEnterExit(benchmark::State& state) {
 }
 BENCHMARK(BM_ReadSectionEnterExit);
 
-// pCPUs whose steps are 2 us read sections of `domain` (or idle if none).
-class Readers {
- public:
-  Readers(int n, DomainId domain) {
-    for (int i = 0; i < n; ++i) {
-      pcpus_.push_back(std::make_unique<Pcpu>(i, &clock_, Tlb::Options()));
-      raw_.push_back(pcpus_.back().get());
-    }
-    for (auto& p : pcpus_) {
-      p->Start([domain](Pcpu& self) {
-        if (!domain.valid()) return false;
-        Pcpu::ReadSection section(self, domain);
-        SpinFor(2000);
-        return true;
-      });
-    }
+// The same with a SectionClock: entry also reads the clock and publishes the
+// entry time, for polled grace periods.
+void BM_ReadSectionEnterExitClocked(benchmark::State& state) {
+  TlbClock clock;
+  SectionClock sections;
+  Pcpu pcpu(0, &clock, Tlb::Options(), &sections);
+  for (auto _ : state) {
+    Pcpu::ReadSection section(pcpu, kD);
+    benchmark::ClobberMemory();
   }
-  ~Readers() {
-    for (auto& p : pcpus_) p->Stop();
-  }
-  const std::vector<Pcpu*>& pcpus() const { return raw_; }
+}
+BENCHMARK(BM_ReadSectionEnterExitClocked);
 
- private:
-  TlbClock clock_;
-  std::vector<std::unique_ptr<Pcpu>> pcpus_;
-  std::vector<Pcpu*> raw_;
-};
+// Steps that are 2 us read sections of `domain` (or idle if none).
+testing::PcpuSet::Step ReadSectionsOf(DomainId domain) {
+  return [domain](Pcpu& self) {
+    if (!domain.valid()) return false;
+    Pcpu::ReadSection section(self, domain);
+    SpinFor(2000);
+    return true;
+  };
+}
+
+DomainId ReadersOf(int64_t arg) {
+  return arg == 0 ? DomainId::None() : arg == 1 ? kD : kOther;
+}
 
 // Args: {pCPUs, whose readers: 0 none, 1 this domain's, 2 another domain's}.
 void BM_Synchronize(benchmark::State& state) {
-  const DomainId readers_of = state.range(1) == 0   ? DomainId::None()
-                              : state.range(1) == 1 ? kD
-                                                    : kOther;
-  Readers readers(static_cast<int>(state.range(0)), readers_of);
+  testing::PcpuSet readers(static_cast<int>(state.range(0)),
+                           ReadSectionsOf(ReadersOf(state.range(1))));
   GracePeriods grace(readers.pcpus());
   for (auto _ : state) grace.Synchronize(kD);
 }
 
 void BM_SynchronizeExpedited(benchmark::State& state) {
-  const DomainId readers_of = state.range(1) == 0   ? DomainId::None()
-                              : state.range(1) == 1 ? kD
-                                                    : kOther;
-  Readers readers(static_cast<int>(state.range(0)), readers_of);
+  testing::PcpuSet readers(static_cast<int>(state.range(0)),
+                           ReadSectionsOf(ReadersOf(state.range(1))));
   GracePeriods grace(readers.pcpus());
   for (auto _ : state) grace.SynchronizeExpedited(kD);
+}
+
+// A polled grace period (GetState, then PollState until it has elapsed),
+// as an rcu retype of a table released this moment: the cost when nothing
+// is older, and the wait for the readers that are.
+void BM_PollUntilElapsed(benchmark::State& state) {
+  testing::PcpuSet readers(static_cast<int>(state.range(0)),
+                           ReadSectionsOf(ReadersOf(state.range(1))));
+  GracePeriods grace(readers.pcpus());
+  uint64_t polls = 0;
+  for (auto _ : state) {
+    const uint64_t cookie = grace.GetState();
+    do {
+      ++polls;
+    } while (!grace.PollState(kD, cookie));
+  }
+  state.counters["polls_per_gp"] =
+      static_cast<double>(polls) / static_cast<double>(state.iterations());
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
@@ -80,6 +94,7 @@ void Shapes(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_Synchronize)->Apply(Shapes);
 BENCHMARK(BM_SynchronizeExpedited)->Apply(Shapes);
+BENCHMARK(BM_PollUntilElapsed)->Apply(Shapes);
 
 }  // namespace
 }  // namespace hvmm

@@ -95,11 +95,13 @@ void GuestCpu::Switch(Pcpu& self) {
   Bump(switches_);
 }
 
-void GuestCpu::NoteViolation(std::atomic<uint64_t>& counter, DomainId domain,
+void GuestCpu::NoteViolation(ViolationKind kind, const Domain& domain,
                              Mfn frame) {
-  Bump(counter);
-  last_violation_domain_.store(domain.value(), std::memory_order_relaxed);
+  Bump(kind == ViolationKind::kExistence ? existence_violations_
+                                         : coherence_violations_);
+  last_violation_domain_.store(domain.id().value(), std::memory_order_relaxed);
   last_violation_frame_.store(frame.value(), std::memory_order_relaxed);
+  if (options_.on_violation) options_.on_violation(kind, domain, frame);
 }
 
 bool GuestCpu::FramesUnchanged(const TlbEntry& e) const {
@@ -158,7 +160,7 @@ bool GuestCpu::Step(Pcpu& self) {
       // never invent.
       if (!FramesUnchanged(*e) &&
           !self.tlb().InvalidationRequestedSinceLookup()) {
-        NoteViolation(coherence_violations_, domain.id(), e->mfn);
+        NoteViolation(ViolationKind::kCoherence, domain, e->mfn);
       }
       return true;
     }
@@ -189,7 +191,7 @@ bool GuestCpu::Step(Pcpu& self) {
   const int pipe = PipeCount(w, section.entry_time());
   Bump(pipe_[pipe]);
   if (pipe >= 2) {
-    NoteViolation(existence_violations_, domain.id(),
+    NoteViolation(ViolationKind::kExistence, domain,
                   w.tables[w.tables_read - 1]);
   }
   if (!w.ok()) {

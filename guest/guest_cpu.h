@@ -35,6 +35,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 
 #include "absl/container/flat_hash_map.h"
@@ -73,6 +74,8 @@ class VcpuRunQueue {
   absl::flat_hash_set<DomainId> removed_ ABSL_GUARDED_BY(mu_);
 };
 
+enum class ViolationKind : uint8_t { kExistence, kCoherence };
+
 // rcutorture's RCU_TORTURE_PIPE_LEN.
 inline constexpr int kPipeLen = 11;
 
@@ -110,6 +113,10 @@ class GuestCpu {
     // Start walks from the paging-structure cache when it knows a table on
     // the path.
     bool use_psc = true;
+    // Called on the pCPU's thread, inside its step, for every violation
+    // (after it is counted); e.g. to count them by the domain's policy.
+    // Must not block.
+    std::function<void(ViolationKind, const Domain&, Mfn)> on_violation;
   };
 
   GuestCpu(const FrameTable* table, VcpuRunQueue* run_queue, Options options)
@@ -136,8 +143,7 @@ class GuestCpu {
   // Per domain, the root this pCPU last ran it on (Mfn + 1; 0: none).
   absl::flat_hash_map<uint32_t, uint64_t> last_root_;
 
-  void NoteViolation(std::atomic<uint64_t>& counter, DomainId domain,
-                     Mfn frame);
+  void NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame);
 
   std::atomic<uint64_t> accesses_{0}, hits_{0}, misses_{0}, walks_{0},
       psc_walks_{0},

@@ -20,6 +20,8 @@ namespace testing {
 
 class PcpuSet {
  public:
+  using Step = Pcpu::Step;
+
   // A step for pCPUs with no guest work: they only serve IPIs.
   static bool Idle(Pcpu&) { return false; }
 

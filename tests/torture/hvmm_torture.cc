@@ -135,6 +135,7 @@ void Report(TortureRig& rig, const TortureOptions& o, double elapsed) {
               (unsigned long)g.coherence_violations, g.last_violation_domain,
               (unsigned long)g.last_violation_frame,
               rig.PolicyOf(g.last_violation_domain));
+  std::printf("violations by policy: %s\n", rig.ViolationsByPolicy().c_str());
   std::printf("leaked frames: %lu  free-pool-empty events: %lu  "
               "tlb clock: period %u time %u\n",
               (unsigned long)leaked, (unsigned long)u.pool_empty.load(),

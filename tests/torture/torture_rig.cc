@@ -48,14 +48,18 @@ absl::StatusOr<std::unique_ptr<TortureRig>> TortureRig::Create(
     }
   }
 
-  for (size_t i = 0; i < rig->engine_->pcpus().size(); ++i) {
-    rig->guests_.push_back(std::make_unique<GuestCpu>(
-        &rig->mm_->frame_table(), &rig->run_queue_,
-        GuestCpu::Options{64, options.walk_delay_ns ? &SpinHook : nullptr,
-                          &rig->walk_delay_ns_,
-                          &rig->engine_->policy().release_stamps()}));
-  }
   TortureRig* raw = rig.get();
+  for (size_t i = 0; i < rig->engine_->pcpus().size(); ++i) {
+    GuestCpu::Options guest{64, options.walk_delay_ns ? &SpinHook : nullptr,
+                            &rig->walk_delay_ns_,
+                            &rig->engine_->policy().release_stamps()};
+    guest.on_violation = [raw](ViolationKind, const Domain& domain, Mfn) {
+      const Policy p = raw->engine_->policy().PolicyFor(domain);
+      raw->violations_by_policy_[static_cast<int>(p)].fetch_add(1);
+    };
+    rig->guests_.push_back(std::make_unique<GuestCpu>(
+        &rig->mm_->frame_table(), &rig->run_queue_, std::move(guest)));
+  }
   rig->engine_->Start([raw](int cpu) {
     GuestCpu* g = raw->guests_[cpu].get();
     return [g](Pcpu& self) { return g->Step(self); };
@@ -216,6 +220,19 @@ std::string TortureRig::PolicyLabel() const {
                     PolicyName(options_.domain_policies[i]));
   }
   return label + ")";
+}
+
+std::string TortureRig::ViolationsByPolicy() const {
+  std::vector<Policy> used = {options_.policy};
+  for (Policy p : options_.domain_policies) {
+    if (std::find(used.begin(), used.end(), p) == used.end()) used.push_back(p);
+  }
+  std::string out;
+  for (Policy p : used) {
+    absl::StrAppend(&out, out.empty() ? "" : "  ", PolicyName(p), " ",
+                    violations_by_policy_[static_cast<int>(p)].load());
+  }
+  return out;
 }
 
 const char* TortureRig::PolicyOf(uint32_t domain) {

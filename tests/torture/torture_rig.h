@@ -90,6 +90,9 @@ class TortureRig {
   std::string PolicyLabel() const;
   // The policy domain `domain` ran under ("none" for 0).
   const char* PolicyOf(uint32_t domain);
+  // "P n  Q m": violations by the policy of the domain they hit, for every
+  // policy in use.
+  std::string ViolationsByPolicy() const;
 
  private:
   struct Slot {
@@ -115,6 +118,7 @@ class TortureRig {
   std::atomic<int> slot_generation_{0};
   UpdaterStats stats_;
   GuestCpuStats guest_totals_;
+  std::atomic<uint64_t> violations_by_policy_[4] = {};  // By Policy value.
   bool finished_ = false;
   Mutex policies_mu_;
   // Every domain ever created, with its policy (for violation reports).

@@ -10,6 +10,10 @@
 #            violations  last line "hvmm-torture: FAILURE (...)", exit 1, and
 #                        the oracle counted violations (the oracle can fail)
 #                        that the pipe histogram shows past bucket 1
+#            unsafe_domains_only
+#                        as violations, and "violations by policy" puts
+#                        every one on assisted-unsafe domains: the domains
+#                        under other policies in the same run have none
 #            refused     FAILURE without running (assisted-unsafe not allowed)
 set -uo pipefail
 bin=$1
@@ -36,13 +40,26 @@ case "$expect" in
       printf '%s\n' "$out" | grep -qE 'tlb clock: period [1-9]' || fail "the TLB clock never began a new period"
     fi
     ;;
-  violations)
+  violations|unsafe_domains_only)
     [ "$rc" -eq 1 ] || fail "exit code $rc, want 1"
     [[ "$last" == "hvmm-torture: FAILURE ("*")" ]] || fail "last line '$last'"
     read -r existence coherence <<<"$violations"
     [ $((existence + coherence)) -gt 0 ] || fail "no violations counted: the oracle is broken"
     if [ "$existence" -gt 0 ]; then
       [ "${late_pipe:-0}" -gt 0 ] || fail "existence violations but an empty pipe tail"
+    fi
+    if [ "$expect" = unsafe_domains_only ]; then
+      by_policy=$(printf '%s\n' "$out" | sed -n 's/^violations by policy: //p')
+      [ -n "$by_policy" ] || fail "no 'violations by policy' line"
+      # Pairs "name count"; every non-unsafe count must be 0.
+      set -- $by_policy
+      unsafe=0
+      while [ $# -ge 2 ]; do
+        if [ "$1" = assisted-unsafe ]; then unsafe=$2
+        elif [ "$2" != 0 ]; then fail "$2 violations on $1 domains"; fi
+        shift 2
+      done
+      [ "$unsafe" -gt 0 ] || fail "no violations on the assisted-unsafe domains"
     fi
     ;;
   refused)
