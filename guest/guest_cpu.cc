@@ -76,8 +76,23 @@ GuestCpu::~GuestCpu() {
 
 void GuestCpu::Switch(Pcpu& self) {
   // Between accesses, outside any read section: a quiescent state.
-  if (current_ != nullptr) run_queue_->Push(std::move(current_));
+  std::shared_ptr<Domain> previous;
+  if (current_ != nullptr) {
+    previous = current_->domain;
+    run_queue_->Push(std::move(current_));
+  }
   current_ = run_queue_->Pop();
+  if (previous != nullptr &&
+      (current_ == nullptr || current_->domain != previous)) {
+    // Leaving the domain: drop its translations and leave its dirty mask, in
+    // that order (Xen's __context_switch clears the previous domain's bit).
+    // An updater that reads the mask without this pCPU then has nothing to
+    // flush here, and it cannot walk the domain again before switching it
+    // back in, which marks it first.
+    self.tlb().FlushDomain(previous->id());
+    previous->ClearDirty(self.id());
+    last_root_.erase(previous->id().value());
+  }
   if (current_ == nullptr) return;
   Domain& domain = *current_->domain;
   domain.MarkDirty(self.id());

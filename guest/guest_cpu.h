@@ -4,7 +4,10 @@
 // GuestCpu takes one, runs it for a time slice (a number of accesses), puts
 // it back and takes the next: round robin. A vCPU switch happens outside any
 // read section, so it is a quiescent state. Scheduling a domain's vCPU in
-// marks the pCPU in the domain's dirty mask.
+// marks the pCPU in the domain's dirty mask; switching to another domain (or
+// to nothing) flushes the old domain's translations from the pCPU and clears
+// it from that mask, so a mask holds the pCPUs running the domain, plus
+// those about to drop out.
 //
 // One access (GuestCpu::Step, run by the pCPU with interrupts off):
 //   1. open a ReadSection for the domain (the walker's read side);
@@ -140,7 +143,8 @@ class GuestCpu {
   const Options options_;
   std::unique_ptr<GuestVcpu> current_;
   uint32_t slice_left_ = 0;
-  // Per domain, the root this pCPU last ran it on (Mfn + 1; 0: none).
+  // Per domain still in this pCPU's caches, the root it last ran on
+  // (Mfn + 1; 0: none).
   absl::flat_hash_map<uint32_t, uint64_t> last_root_;
 
   void NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame);

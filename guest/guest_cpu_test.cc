@@ -40,7 +40,7 @@ TEST(GuestCpuTest, AccessesHitTheTlbAfterTheFirstWalkAndNothingIsViolated) {
   for (int i = 0; i < 2; ++i) {
     pcpus.push_back(std::make_unique<Pcpu>(i, &clock, Tlb::Options()));
     guests.push_back(std::make_unique<GuestCpu>(
-        &mm->frame_table(), &run_queue, GuestCpu::Options{64}));
+        &mm->frame_table(), &run_queue, GuestCpu::Options{1024}));
   }
   for (int i = 0; i < 2; ++i) {
     GuestCpu* g = guests[i].get();
@@ -70,9 +70,12 @@ TEST(GuestCpuTest, AccessesHitTheTlbAfterTheFirstWalkAndNothingIsViolated) {
   EXPECT_EQ(t.existence_violations, 0u);
   EXPECT_EQ(t.coherence_violations, 0u);
   EXPECT_EQ(run_queue.size(), 3) << "every vCPU is back in the run queue";
-  // Both domains ran, so each pCPU that ran them is in their dirty masks.
-  EXPECT_GE(mm->FindDomain(a)->DirtyMask().Count(), 1);
-  EXPECT_GE(mm->FindDomain(b)->DirtyMask().Count(), 1);
+  // A pCPU leaves a domain's mask when it switches to another domain, so
+  // each pCPU that ran is in exactly the mask of the domain it ran last.
+  const int in_masks = mm->FindDomain(a)->DirtyMask().Count() +
+                       mm->FindDomain(b)->DirtyMask().Count();
+  EXPECT_GE(in_masks, 1);
+  EXPECT_LE(in_masks, 2);
   EXPECT_TRUE(mm->Audit().ok()) << mm->Audit();
 }
 
@@ -132,6 +135,40 @@ TEST(GuestCpuTest, AFlushOfAnotherDomainDoesNotHideAStaleEntry) {
   ASSERT_TRUE(g.Step());  // Applies the other flush, then hits.
   EXPECT_EQ(g.stats().tlb_hits, 1u);
   EXPECT_EQ(g.stats().coherence_violations, 1u);
+}
+
+// The dirty mask follows the pCPU: switching to another domain drops the old
+// domain's translations and clears the pCPU from its mask.
+TEST(GuestCpuTest, SwitchingDomainsMovesThePcpuBetweenDirtyMasks) {
+  auto mm = MakeMemoryManager(1024);
+  const DomainId a = mm->CreateDomain({"a", 1, 256}).value();
+  const DomainId b = mm->CreateDomain({"b", 1, 256}).value();
+  WorkloadConfig w;
+  w.ranges = {{Vaddr(0), 1}};
+  w.write_fraction = 0;
+  for (DomainId d : {a, b}) {
+    ASSERT_TRUE(mm->MapRange(d, Vaddr(0), 1, true).ok());
+  }
+  VcpuRunQueue run_queue;
+  run_queue.AddDomain(mm->FindDomain(a), w, 1);
+  run_queue.AddDomain(mm->FindDomain(b), w, 2);
+  TlbClock clock;
+  Pcpu pcpu(3, &clock, Tlb::Options());
+  GuestCpu guest(&mm->frame_table(), &run_queue, GuestCpu::Options{1});
+  auto in_mask = [&](DomainId d) {
+    return mm->FindDomain(d)->DirtyMask().Test(3);
+  };
+  ASSERT_TRUE(guest.Step(pcpu));  // Runs a: fills a's translation.
+  EXPECT_TRUE(in_mask(a));
+  EXPECT_FALSE(in_mask(b));
+  ASSERT_TRUE(guest.Step(pcpu));  // Switches to b.
+  EXPECT_FALSE(in_mask(a));
+  EXPECT_TRUE(in_mask(b));
+  EXPECT_EQ(pcpu.tlb().Lookup(a, Vaddr(0)), nullptr) << "a's entry survived";
+  ASSERT_TRUE(guest.Step(pcpu));  // Back to a: a miss, not a hit.
+  EXPECT_TRUE(in_mask(a));
+  EXPECT_EQ(guest.stats().tlb_hits, 0u);
+  EXPECT_EQ(guest.stats().walks, 3u);
 }
 
 // Caches are tagged by domain: two vCPUs of one domain on different roots

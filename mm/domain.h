@@ -75,7 +75,8 @@ class Domain {
 
   // Dirty mask: the pCPUs that may hold this domain's translations. Set by
   // a pCPU when it schedules one of the domain's vCPUs in; cleared by a
-  // pCPU that has flushed the domain while not running it. Lockless.
+  // pCPU that switches to another domain, after dropping this one's
+  // translations. Lockless.
   //
   // Ordering (store buffering, as Linux's switch_mm vs. flush_tlb_mm_range,
   // where both sides are locked x86 operations): a pCPU marks itself and
