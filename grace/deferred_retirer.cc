@@ -62,17 +62,21 @@ void DeferredRetirer::FreeAll(const std::vector<Mfn>& frames)
 void DeferredRetirer::Drain(DomainId domain) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   std::unique_lock<std::mutex> lock(mu_.native());
   std::vector<Mfn> batch = TakeQueueLocked(domain);
-  const uint64_t id = next_batch_id_++;
-  in_flight_.emplace(id, InFlight{domain, batch});
-  lock.unlock();
-  grace_->Synchronize(domain);
-  lock.lock();
-  ++grace_periods_;
-  FreeAll(batch);
-  pending_ -= batch.size();
-  in_flight_.erase(id);
+  // Nothing queued: no grace period to wait for (a domain whose policy
+  // frees at once, or one the reclaimer has already emptied).
+  if (!batch.empty()) {
+    const uint64_t id = next_batch_id_++;
+    in_flight_.emplace(id, InFlight{domain, batch});
+    lock.unlock();
+    grace_->Synchronize(domain);
+    lock.lock();
+    ++grace_periods_;
+    FreeAll(batch);
+    pending_ -= batch.size();
+    in_flight_.erase(id);
+    batch_done_.notify_all();
+  }
   // Batches of this domain the reclaimer holds must finish too.
-  batch_done_.notify_all();
   batch_done_.wait(lock, [&] {
     for (const auto& [unused, b] : in_flight_) {
       if (b.domain == domain) return false;

@@ -145,6 +145,19 @@ TEST_F(DeferredRetirerTest, DestroyDrainsTheDomainsQueueFirst) {
   EXPECT_TRUE(mm_->Audit().ok()) << mm_->Audit();
 }
 
+// A domain with nothing queued (one whose policy frees at once) drains
+// without a grace period, even while its walker is stalled.
+TEST_F(DeferredRetirerTest, DrainWithNothingQueuedWaitsForNobody) {
+  MakeRetirer(4096);
+  const DomainId d(77);
+  readers_.Park(0, d);
+  const auto start = std::chrono::steady_clock::now();
+  retirer_->Drain(d);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1000));
+  EXPECT_EQ(retirer_->grace_periods(), 0u);
+  readers_.Release(0);
+}
+
 // Bounded stress: updaters churn two domains while pCPUs run read sections
 // and an auditor checks every invariant; run under TSan.
 TEST(DeferredRetirerStressTest, ChurnWithReadersAndAudits) {
