@@ -175,8 +175,19 @@ class MemoryManager {
   MemoryManager(std::unique_ptr<FrameTable> table,
                 const MemoryManagerOptions& options);
 
+  // A domain, found and locked, that is not dying.
+  class LockedDomain {
+   public:
+    explicit LockedDomain(std::shared_ptr<Domain> d)
+        : domain_(std::move(d)), lock_(new MutexLock(&domain_->mu())) {}
+    Domain& operator*() const { return *domain_; }
+    Domain* operator->() const { return domain_.get(); }
+
+   private:
+    std::shared_ptr<Domain> domain_;
+    std::unique_ptr<MutexLock> lock_;
+  };
   // Looks the domain up and locks it; fails if unknown or dying.
-  class LockedDomain;
   absl::StatusOr<LockedDomain> Lock(DomainId domain) const;
 
   // Allocates `count` frames into the domain, all or none, after the quota
