@@ -16,6 +16,13 @@ namespace {
 
 using ::hvmm::testing::MakeMemoryManager;
 
+// Guest options with `accesses` per time slice and the rest by default.
+GuestCpu::Options Slices(uint32_t accesses) {
+  GuestCpu::Options options;
+  options.slice_accesses = accesses;
+  return options;
+}
+
 // Two pCPUs run three vCPUs of two domains over stable mappings.
 TEST(GuestCpuTest, AccessesHitTheTlbAfterTheFirstWalkAndNothingIsViolated) {
   auto mm = MakeMemoryManager(4096);
@@ -40,7 +47,7 @@ TEST(GuestCpuTest, AccessesHitTheTlbAfterTheFirstWalkAndNothingIsViolated) {
   for (int i = 0; i < 2; ++i) {
     pcpus.push_back(std::make_unique<Pcpu>(i, &clock, Tlb::Options()));
     guests.push_back(std::make_unique<GuestCpu>(
-        &mm->frame_table(), &run_queue, GuestCpu::Options{1024}));
+        &mm->frame_table(), &run_queue, Slices(1024)));
   }
   for (int i = 0; i < 2; ++i) {
     GuestCpu* g = guests[i].get();
@@ -94,7 +101,7 @@ class HandDrivenGuest {
     w.write_fraction = 0;
     run_queue_.AddDomain(mm_->FindDomain(domain_), w, 1);
     guest_ = std::make_unique<GuestCpu>(&mm_->frame_table(), &run_queue_,
-                                        GuestCpu::Options{1000});
+                                        Slices(1000));
   }
   bool Step() { return guest_->Step(pcpu_); }
   void UnmapPage0() { HVMM_CHECK(mm_->UnmapRange(domain_, Vaddr(0), 1).ok()); }
@@ -154,7 +161,7 @@ TEST(GuestCpuTest, SwitchingDomainsMovesThePcpuBetweenDirtyMasks) {
   run_queue.AddDomain(mm->FindDomain(b), w, 2);
   TlbClock clock;
   Pcpu pcpu(3, &clock, Tlb::Options());
-  GuestCpu guest(&mm->frame_table(), &run_queue, GuestCpu::Options{1});
+  GuestCpu guest(&mm->frame_table(), &run_queue, Slices(1));
   auto in_mask = [&](DomainId d) {
     return mm->FindDomain(d)->DirtyMask().Test(3);
   };
@@ -199,7 +206,7 @@ TEST(GuestCpuTest, SwitchingToAVcpuOnAnotherRootDropsTheDomainsTranslations) {
     TlbClock clock;
     Pcpu pcpu(0, &clock, Tlb::Options());
     // One access per slice: every step switches vCPU (0, 1, 0, 1).
-    GuestCpu guest(&mm->frame_table(), &run_queue, GuestCpu::Options{1});
+    GuestCpu guest(&mm->frame_table(), &run_queue, Slices(1));
     for (int i = 0; i < 4; ++i) ASSERT_TRUE(guest.Step(pcpu));
     EXPECT_EQ(guest.stats().vcpu_switches, 4u);
     EXPECT_EQ(guest.stats().tlb_hits, same_root ? 3u : 0u);

@@ -50,9 +50,13 @@ absl::StatusOr<std::unique_ptr<TortureRig>> TortureRig::Create(
 
   TortureRig* raw = rig.get();
   for (size_t i = 0; i < rig->engine_->pcpus().size(); ++i) {
-    GuestCpu::Options guest{64, options.walk_delay_ns ? &SpinHook : nullptr,
-                            &rig->walk_delay_ns_,
-                            &rig->engine_->policy().release_stamps()};
+    GuestCpu::Options guest;
+    guest.slice_accesses = 64;
+    if (options.walk_delay_ns != 0) {
+      guest.walk_delay = &SpinHook;
+      guest.walk_delay_arg = &rig->walk_delay_ns_;
+    }
+    guest.release_stamps = &rig->engine_->policy().release_stamps();
     guest.on_violation = [raw](ViolationKind, const Domain& domain, Mfn) {
       const Policy p = raw->engine_->policy().PolicyFor(domain);
       raw->violations_by_policy_[static_cast<int>(p)].fetch_add(1);
