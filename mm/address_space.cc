@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
 #include "base/check.h"
@@ -51,16 +52,27 @@ absl::StatusOr<uint64_t> PlanMapRangeLocked(const FrameTable& table, Mfn root,
                                             Vaddr start, uint64_t pages) {
   // Missing tables, keyed by (level, the address bits above that table).
   absl::flat_hash_set<std::pair<int, uint64_t>> missing;
+  // Existing tables below the root, with the first address that reached
+  // each. Two addresses of different spans reaching one table are aliases:
+  // the install, which works by address, would then write one entry twice
+  // (or create one missing table twice), so the range is refused.
+  absl::flat_hash_map<Mfn, Vaddr> reached;
   for (uint64_t p = 0; p < pages; ++p) {
     const Vaddr va = start.PlusPages(p);
     Mfn current = root;
     int l = 4;
     for (; l >= 2; --l) {
-      const uint64_t e =
-          table.entries(current)[va.TableIndex(static_cast<Level>(l))].load(
-              std::memory_order_relaxed);
+      const Level level = static_cast<Level>(l);
+      const uint64_t e = table.entries(current)[va.TableIndex(level)].load(
+          std::memory_order_relaxed);
       if (!PtePresent(e)) break;
       current = PteMfn(e);
+      // `current` is a table of level l-1 spanning the bits above EntryShift.
+      auto [it, first] = reached.try_emplace(current, va);
+      if (!first && (it->second.value() >> EntryShift(level)) !=
+                        (va.value() >> EntryShift(level))) {
+        return AliasedTablesError(current, LowerLevel(level), it->second, va);
+      }
     }
     if (l >= 2) {
       // Tables of levels l-1 .. 1 are missing on this path.

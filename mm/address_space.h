@@ -50,8 +50,10 @@ struct UnmapRangeResult {
 // page-aligned and canonical, and the range stays in one canonical half.
 absl::Status CheckRange(Vaddr start, uint64_t pages);
 
-// Number of tables MapRange must create, or kAlreadyExists if a page in the
-// range is mapped. REQUIRES: CheckRange passed; root is a validated L4.
+// Number of tables MapRange must create; kAlreadyExists if a page in the
+// range is mapped; kFailedPrecondition if the range reaches one existing
+// table through two different entries (aliased tables: the install works by
+// address, and would write one entry twice). REQUIRES: CheckRange passed; root is a validated L4.
 absl::StatusOr<uint64_t> PlanMapRangeLocked(const FrameTable& table, Mfn root,
                                             Vaddr start, uint64_t pages);
 

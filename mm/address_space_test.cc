@@ -228,5 +228,66 @@ TEST_F(AddressSpaceTest, LocklessWalkerNeverCrashesOnGarbage) {
             WalkOutcome::kBadFrame);
 }
 
+// Aliased tables (two entries pointing at one lower table) are legal, as in
+// Xen. MapRange works by address, so a range that reaches one table through
+// two aliases is refused with nothing changed; UnmapRange over aliases keeps
+// the counts right. Before the refusal, the aliased L1 mapped one leaf twice
+// (stranding a frame, failing the audit) and the aliased L2 crashed the
+// process on "MapRange plan too large".
+class AliasedTablesTest : public AddressSpaceTest {
+ protected:
+  static constexpr uint64_t kRw = kPtePresent | kPteUser | kPteWritable;
+  // Maps one page at `va`, then points entry `alias_index` of the table of
+  // `level` on its path at the same child as the page's own entry.
+  void MapAndAlias(uint64_t va, Level level, uint32_t alias_index) {
+    ASSERT_TRUE(mm_->MapRange(d_, Vaddr(va), 1, true).ok());
+    const WalkResult w = Walk(va);
+    ASSERT_EQ(w.tables_read, 4u);
+    const Mfn table = w.tables[4 - static_cast<int>(level)];
+    const uint64_t entry = testing::EntryAt(
+        *mm_, table, Vaddr(va).TableIndex(level));
+    ASSERT_TRUE(mm_->MmuUpdate(d_, {{table, alias_index, entry}}).ok());
+  }
+};
+
+TEST_F(AliasedTablesTest, RangeThroughAnAliasedL1IsRefused) {
+  // L2 slots 0 and 1 both lead to one L1.
+  MapAndAlias(0, Level::kL2, 1);
+  const std::string before = StateDigest(*mm_);
+  // Pages 1..512 reach L1 index 1..511 through slot 0, then index 0
+  // through slot 1: fine. Page 513 would reach index 1 again.
+  const absl::Status s =
+      mm_->MapRange(d_, Vaddr(kPageSize), 513, true).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("aliased"), std::string::npos) << s;
+  EXPECT_EQ(DigestDiff(before, StateDigest(*mm_)), "");
+  EXPECT_TRUE(mm_->Audit().ok()) << mm_->Audit();
+  // Through one alias alone the range is an ordinary one.
+  ASSERT_TRUE(mm_->MapRange(d_, Vaddr(kPageSize), 8, true).ok());
+  EXPECT_EQ(Walk(k2M + kPageSize).mfn, Walk(kPageSize).mfn)
+      << "the alias translates through the same leaf";
+  ASSERT_TRUE(mm_->UnmapRange(d_, Vaddr(0), 1024).ok());
+  EXPECT_TRUE(mm_->Audit().ok()) << mm_->Audit();
+  ASSERT_TRUE(mm_->DestroyDomain(d_).ok());
+  EXPECT_EQ(mm_->allocator().free_frames(), mm_->frame_table().frame_count());
+}
+
+TEST_F(AliasedTablesTest, RangeThroughAnAliasedL2IsRefused) {
+  // L3 slots 0 and 1 both lead to one L2 that has no L1 at index 1.
+  MapAndAlias(0, Level::kL3, 1);
+  const std::string before = StateDigest(*mm_);
+  // From 2 MiB below 1 GiB to 2 MiB above it: L2 index 511 through slot 0,
+  // then index 0 (already mapped page 0's L1) and 1 through slot 1.
+  const absl::Status s =
+      mm_->MapRange(d_, Vaddr(k1G - k2M), 1024, true).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(DigestDiff(before, StateDigest(*mm_)), "");
+  // Unmapping across both aliases drops each reference once.
+  ASSERT_TRUE(mm_->UnmapRange(d_, Vaddr(0), 2 * (k1G / kPageSize)).ok());
+  EXPECT_TRUE(mm_->Audit().ok()) << mm_->Audit();
+  ASSERT_TRUE(mm_->DestroyDomain(d_).ok());
+  EXPECT_EQ(mm_->allocator().free_frames(), mm_->frame_table().frame_count());
+}
+
 }  // namespace
 }  // namespace hvmm

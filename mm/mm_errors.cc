@@ -83,6 +83,14 @@ absl::Status MappingExistsError(Vaddr va) {
       absl::StrFormat("virtual address 0x%x is already mapped", va.value()));
 }
 
+absl::Status AliasedTablesError(Mfn table, Level level, Vaddr first,
+                                Vaddr second) {
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "aliased tables: the range reaches l%d table mfn 0x%x both through "
+      "0x%x and through 0x%x; map each alias in its own call",
+      static_cast<int>(level), table.value(), first.value(), second.value()));
+}
+
 absl::Status DomainNameTakenError(absl::string_view name) {
   return absl::AlreadyExistsError(
       absl::StrCat("a domain named '", name, "' already exists"));

@@ -45,6 +45,10 @@ absl::Status IllegalEntryError(Mfn table, uint32_t index, uint64_t entry,
 absl::Status MalformedArgumentError(absl::string_view what);
 // kAlreadyExists: a page in the range is already mapped.
 absl::Status MappingExistsError(Vaddr va);
+// kFailedPrecondition: a range reaches one existing table through two
+// different entries (aliased tables), so one entry would map two pages.
+absl::Status AliasedTablesError(Mfn table, Level level, Vaddr first,
+                                Vaddr second);
 // kAlreadyExists: a live domain already has this name.
 absl::Status DomainNameTakenError(absl::string_view name);
 
