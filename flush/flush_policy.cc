@@ -1,5 +1,6 @@
 #include "flush/flush_policy.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -116,7 +117,8 @@ void FlushPolicy::AfterTablesReleased(const Domain& domain,
   release_stamps_.Record(tables, machine_.grace->GetState());
 }
 
-void FlushPolicy::BeforeRetype(const Domain& domain, Mfn mfn) {
+void FlushPolicy::BeforeRetype(const Domain& domain,
+                               absl::Span<const Mfn> tables) {
   const FlushRequest request{domain.DirtyMask(),
                              FlushScope::Domain(domain.id())};
   switch (PolicyFor(domain)) {
@@ -131,14 +133,23 @@ void FlushPolicy::BeforeRetype(const Domain& domain, Mfn mfn) {
       break;
     case Policy::kAssistedRcu:
       Send(request, /*no_assist=*/false, /*forced=*/false);
-      if (machine_.grace->CondSynchronize(domain.id(),
-                                          release_stamps_.At(mfn))) {
+      if (machine_.grace->CondSynchronize(domain.id(), NewestStamp(tables))) {
         retype_grace_periods_.fetch_add(1, std::memory_order_relaxed);
       } else {
         retype_polls_elapsed_.fetch_add(1, std::memory_order_relaxed);
       }
       break;
   }
+}
+
+uint64_t FlushPolicy::NewestStamp(absl::Span<const Mfn> tables) const {
+  uint64_t newest = 0;
+  for (Mfn mfn : tables) {
+    const uint64_t stamp = release_stamps_.At(mfn);
+    if (stamp == 0) return 0;  // Unknown: wait for every older walker.
+    newest = std::max(newest, stamp);
+  }
+  return newest;
 }
 
 void FlushPolicy::AfterAllocate(const Domain& domain, uint32_t stamp) {

@@ -17,11 +17,14 @@
 //                  stamp the released tables with a grace-period cookie
 //                  (ReleaseStamps): when they stopped being reachable.
 //   BeforeRetype   flush the domain on its dirty mask; ipi and force-ipi by
-//                  IPI; rcu assisted, then CondSynchronize on the frame's
-//                  release stamp: a grace period for the domain only if a
-//                  walker older than the release is still inside (Linux
-//                  cond_synchronize_rcu). A table released long before its
-//                  retype, the common case, waits for nothing.
+//                  IPI; rcu assisted, then CondSynchronize on the newest
+//                  release stamp of the retyped frames: a grace period for
+//                  the domain only if a walker older than that release is
+//                  still inside (Linux cond_synchronize_rcu). The mm core
+//                  reports every release before the retype that follows it,
+//                  so the stamp is never older than the frame's last
+//                  release. A table released long before its retype, the
+//                  common case, waits for nothing.
 //   AfterAllocate  full flush of the pCPUs whose flush time does not cover
 //                  the frames' stamp (TlbClock::NeedFlush); by IPI under ipi
 //                  and force-ipi. If the TLB clock has wrapped, that is every
@@ -112,7 +115,8 @@ class FlushPolicy : public FlushHooks {
   void AfterUnmap(const Domain& domain, bool tables_leave) override;
   void AfterTablesReleased(const Domain& domain,
                            absl::Span<const Mfn> tables) override;
-  void BeforeRetype(const Domain& domain, Mfn mfn) override;
+  void BeforeRetype(const Domain& domain,
+                    absl::Span<const Mfn> tables) override;
   void AfterAllocate(const Domain& domain, uint32_t stamp) override;
 
   // The default policy.
@@ -128,6 +132,9 @@ class FlushPolicy : public FlushHooks {
   // the IPI batcher and any other to the assisted one. `forced`: an IPI only
   // force-ipi sends (counted apart).
   void Send(FlushRequest request, bool no_assist, bool forced);
+  // The newest release stamp among `tables`, or 0 if one was never released
+  // (CondSynchronize then waits for every open section).
+  uint64_t NewestStamp(absl::Span<const Mfn> tables) const;
 
   const Policy policy_;
   const bool allow_unsafe_;

@@ -57,17 +57,15 @@ absl::StatusOr<DomainId> MemoryManager::CreateDomain(
       return s.status();
     }
     const Mfn root = frames[0];
-    TypeTransaction txn(table_.get(), &clock_, id,
-                        TypeTransaction::Mode::kWriteThrough);
+    TypeTransaction txn =
+        NewTransaction(*domain, TypeTransaction::Mode::kWriteThrough);
     HVMM_CHECK(txn.GetPageAndType(root, PageType::kL4).ok());
     txn.SetPinned(root, true);
     for (uint32_t v = 0; v < config.vcpus; ++v) {
       HVMM_CHECK(txn.GetPageAndType(root, PageType::kL4).ok());
+      txn.WriteBasePointer(VcpuId(v), root);
     }
     CommitLocked(*domain, txn);
-    for (uint32_t v = 0; v < config.vcpus; ++v) {
-      domain->set_base_pointer_locked(VcpuId(v), root);
-    }
     domain->set_root_locked(root);
   }
   ++next_domain_id_;
@@ -87,11 +85,11 @@ absl::Status MemoryManager::DestroyDomain(DomainId id) {
     // Relinquish: drop the roots of every reference chain (base pointers
     // and pins). Every other type reference hangs off those, so afterwards
     // every frame holds only its allocation reference.
-    TypeTransaction txn(table_.get(), &clock_, id,
-                        TypeTransaction::Mode::kWriteThrough);
+    TypeTransaction txn =
+        NewTransaction(*domain, TypeTransaction::Mode::kWriteThrough);
     for (uint32_t v = 0; v < domain->vcpus(); ++v) {
       if (std::optional<Mfn> root = domain->base_pointer(VcpuId(v))) {
-        domain->set_base_pointer_locked(VcpuId(v), std::nullopt);
+        txn.WriteBasePointer(VcpuId(v), std::nullopt);
         txn.PutPageAndType(*root);
       }
     }
@@ -102,9 +100,9 @@ absl::Status MemoryManager::DestroyDomain(DomainId id) {
         txn.PutPageAndType(mfn);
       }
     }
-    CommitLocked(*domain, txn, /*flush_tables_leave=*/true);
-    for (Mfn mfn : frames) domain->ReleaseFrameLocked(*table_, mfn);
-    retirer_->Retire(*domain, frames);
+    // Every frame leaves: flush (waiting out walkers: the root at least is
+    // a table), then retire.
+    CommitLocked(*domain, txn, frames);
   }
   retirer_->Drain(id);
   WriterMutexLock registry_lock(&domains_mu_);

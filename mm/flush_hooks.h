@@ -4,25 +4,30 @@
 // periods. It calls these hooks at the points DESIGN §4 names, and the flush
 // engine (a policy, flush/flush_policy.h) decides how to keep each promise:
 //
-//   AfterUnmap     entries of `domain` were cleared or replaced and
-//                  committed, and frames may be about to be retired: no pCPU
-//                  may use a translation through them once this returns
-//                  (coherence). `tables_leave` says page tables are among the
+//   AfterUnmap     entries or base pointers of `domain` were cleared or
+//                  replaced, visibly, and frames may be about to be retired:
+//                  no pCPU may use a translation through them once this
+//                  returns (coherence). `tables_leave` says frames with a
+//                  page-table type (whatever their type count) are among the
 //                  frames about to leave: under policies without grace
 //                  periods the flush must also wait out walkers (existence).
 //   AfterTablesReleased
-//                  a committed change left `tables` of `domain` as page
-//                  tables with no type references (unhooked, unpinned, or no
-//                  longer a base pointer): walkers that began before this
-//                  call may still be reading them. Called after the change
-//                  is visible, before any later BeforeRetype of them, so a
-//                  policy can note the time and, at the retype, wait only if
-//                  such walkers remain.
-//   BeforeRetype   a frame of `domain` that was a page table is about to take
-//                  another type: once this returns, no walker may still be
-//                  reading it as a table (existence), nor any TLB or
-//                  paging-structure cache hold it (coherence). Called after
-//                  the new type is taken (Xen XSA-401), before it is used.
+//                  a change dropped the last type reference of `tables` of
+//                  `domain` while they were page tables (unhooked, unpinned,
+//                  or no longer a base pointer; some may be retyped in the
+//                  same change): walkers that began before this call may
+//                  still be reading them. Called after the removal is
+//                  visible and flushed, before the BeforeRetype of any of
+//                  them, so a policy can note the time and, at the retype,
+//                  wait only if such walkers remain. Every such release is
+//                  reported, so the latest report is the one that counts.
+//   BeforeRetype   frames of `domain` that were page tables have taken
+//                  another type (Xen XSA-401: the new type first), in a
+//                  change whose removals are visible and flushed and whose
+//                  releases are reported, and whose new entries are not yet
+//                  written: once this returns, no walker may still be
+//                  reading them as tables (existence), nor any TLB or
+//                  paging-structure cache hold them (coherence).
 //   AfterAllocate  frames were allocated to `domain` whose newest free-stamp
 //                  is `stamp`: the allocation flush (Xen's filtered flush on
 //                  alloc), under the allocating domain's policy.
@@ -47,7 +52,8 @@ class FlushHooks {
   virtual void AfterUnmap(const Domain& domain, bool tables_leave) = 0;
   virtual void AfterTablesReleased(const Domain& domain,
                                    absl::Span<const Mfn> tables) = 0;
-  virtual void BeforeRetype(const Domain& domain, Mfn mfn) = 0;
+  virtual void BeforeRetype(const Domain& domain,
+                            absl::Span<const Mfn> tables) = 0;
   virtual void AfterAllocate(const Domain& domain, uint32_t stamp) = 0;
 };
 

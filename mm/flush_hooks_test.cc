@@ -29,8 +29,11 @@ class RecordingHooks : public FlushHooks {
     for (Mfn m : tables) absl::StrAppend(&line, " ", m.value());
     calls.push_back(line);
   }
-  void BeforeRetype(const Domain& domain, Mfn mfn) override {
-    calls.push_back(absl::StrCat("retype ", mfn.value()));
+  void BeforeRetype(const Domain& domain,
+                    absl::Span<const Mfn> tables) override {
+    std::string line = "retype";
+    for (Mfn m : tables) absl::StrAppend(&line, " ", m.value());
+    calls.push_back(line);
   }
   void AfterAllocate(const Domain& domain, uint32_t stamp) override {
     calls.push_back("allocate");

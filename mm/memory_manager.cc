@@ -55,28 +55,41 @@ void MemoryManager::SetFlushHooks(FlushHooks* hooks) {
   hooks_ = hooks;
 }
 
-TypeTransaction MemoryManager::NewTransaction(const Domain& domain,
+TypeTransaction MemoryManager::NewTransaction(Domain& domain,
                                               TypeTransaction::Mode mode) {
-  return TypeTransaction(table_.get(), &clock_, domain.id(), mode, hooks_,
-                         &domain);
+  return TypeTransaction(table_.get(), &clock_, &domain, mode);
 }
 
-void MemoryManager::CommitLocked(const Domain& domain, TypeTransaction& txn,
-                                 std::optional<bool> flush_tables_leave) {
-  txn.Commit();
-  if (flush_tables_leave) AfterUnmap(domain, *flush_tables_leave);
-  ReportReleasedLocked(domain, txn);
+bool MemoryManager::LeavingFramesIncludeTables(
+    absl::Span<const Mfn> frames) const {
+  for (Mfn mfn : frames) {
+    if (IsPageTableType(table_->info(mfn).type)) return true;
+  }
+  return false;
 }
 
-void MemoryManager::ReportReleasedLocked(const Domain& domain,
-                                         const TypeTransaction& txn) {
+void MemoryManager::CommitLocked(Domain& domain, TypeTransaction& txn,
+                                 absl::Span<const Mfn> leaving) {
+  // 1. Unhook.
+  txn.PublishRemovals();
+  // 2. Flush: no pCPU uses a removed translation once this returns.
+  if (hooks_ != nullptr && (txn.removed_mappings() || !leaving.empty())) {
+    hooks_->AfterUnmap(domain, LeavingFramesIncludeTables(leaving));
+  }
+  // 3. Report the released tables: no new walk can reach them now.
   if (hooks_ != nullptr && !txn.released_tables().empty()) {
     hooks_->AfterTablesReleased(domain, txn.released_tables());
   }
-}
-
-void MemoryManager::AfterUnmap(const Domain& domain, bool tables_leave) {
-  if (hooks_ != nullptr) hooks_->AfterUnmap(domain, tables_leave);
+  // 4. Wait until no walker reads a retyped table as its old self.
+  if (hooks_ != nullptr && !txn.retyped_tables().empty()) {
+    hooks_->BeforeRetype(domain, txn.retyped_tables());
+  }
+  // 5. Publish the new entries.
+  txn.PublishAdditions();
+  // 6. Retire.
+  if (leaving.empty()) return;
+  for (Mfn mfn : leaving) domain.ReleaseFrameLocked(*table_, mfn);
+  retirer_->Retire(domain, leaving);
 }
 
 void MemoryManager::AfterAllocate(const Domain& domain, uint32_t stamp) {
@@ -144,6 +157,7 @@ absl::StatusOr<std::vector<Mfn>> MemoryManager::IncreaseReservation(
 
 absl::Status MemoryManager::DecreaseReservation(DomainId id,
                                                 absl::Span<const Mfn> frames) {
+  if (frames.empty()) return MalformedArgumentError("no frames listed");
   if (absl::Status s = CheckBatchSize(frames.size(), "frames"); !s.ok()) {
     return s;
   }
@@ -162,18 +176,13 @@ absl::Status MemoryManager::DecreaseReservation(DomainId id,
       return FrameInUseError(mfn, info.count, info.type_count);
     }
   }
-  std::vector<Mfn> released(frames.begin(), frames.end());
-  // Unreferenced frames may still be cached, or walked if they were tables.
-  bool tables_leave = false;
-  for (Mfn mfn : released) {
-    tables_leave = tables_leave || IsPageTableType(table_->info(mfn).type);
-  }
-  AfterUnmap(domain, tables_leave);
-  for (Mfn mfn : released) {
+  for (Mfn mfn : frames) {
     if (domain.root_locked() == mfn) domain.set_root_locked(std::nullopt);
-    domain.ReleaseFrameLocked(*table_, mfn);
   }
-  retirer_->Retire(domain, released);
+  // Unreferenced frames may still be cached, or walked if they were tables:
+  // an empty transaction, so that they leave like every other frame.
+  TypeTransaction txn = NewTransaction(domain, TypeTransaction::Mode::kStaged);
+  CommitLocked(domain, txn, frames);
   return absl::OkStatus();
 }
 
@@ -220,20 +229,19 @@ absl::Status MemoryManager::SetBasePointer(DomainId id, VcpuId vcpu,
       return s;
     }
   }
-  const std::optional<Mfn> old = domain.base_pointer(vcpu);
+  const std::optional<Mfn> old = txn.ReadBasePointer(vcpu);
+  txn.WriteBasePointer(vcpu, root);
   if (old) txn.PutPageAndType(*old);
-  txn.Commit();
-  domain.set_base_pointer_locked(vcpu, root);
-  // Caches are tagged by domain, not by root: translations through the old
-  // root must go (Xen flushes on new_guest_cr3).
-  if (old != root) AfterUnmap(domain, /*tables_leave=*/false);
-  // Only now can no new walk start from the old root.
-  ReportReleasedLocked(domain, txn);
+  // A changed base pointer is a removed mapping: caches are tagged by
+  // domain, not by root, so translations through the old root must go (Xen
+  // flushes on new_guest_cr3).
+  CommitLocked(domain, txn);
   return absl::OkStatus();
 }
 
 absl::Status MemoryManager::MmuUpdate(DomainId id,
                                       absl::Span<const EntryUpdate> updates) {
+  if (updates.empty()) return MalformedArgumentError("no entry updates");
   if (absl::Status s = CheckBatchSize(updates.size(), "entry updates");
       !s.ok()) {
     return s;
@@ -241,7 +249,6 @@ absl::Status MemoryManager::MmuUpdate(DomainId id,
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
   TypeTransaction txn = NewTransaction(**d, TypeTransaction::Mode::kStaged);
-  bool mapping_removed = false;
   for (const EntryUpdate& u : updates) {
     if (u.index >= kEntriesPerTable) {
       return MalformedArgumentError(absl::StrFormat(
@@ -262,15 +269,11 @@ absl::Status MemoryManager::MmuUpdate(DomainId id,
       }
     }
     txn.WriteEntry(u.table, u.index, u.entry);
-    if (PtePresent(old)) {
-      txn.PutEntryRefs(old, level);
-      mapping_removed = true;
-    }
+    if (PtePresent(old)) txn.PutEntryRefs(old, level);
   }
-  // A replaced or cleared entry: no pCPU may use the old translation once
-  // this returns (coherence).
-  CommitLocked(**d, txn, mapping_removed ? std::optional<bool>(false)
-                                         : std::nullopt);
+  // Removals, flush, retype safety, then the new entries (CommitLocked):
+  // Xen applies each update in turn; a batch keeps that order as a whole.
+  CommitLocked(**d, txn);
   return absl::OkStatus();
 }
 
@@ -308,8 +311,8 @@ absl::StatusOr<MapRangeResult> MemoryManager::MapRange(DomainId id,
 
   // Every frame is fresh, so any may become a table or a data page; the
   // install consumes exactly the planned number.
-  TypeTransaction txn(table_.get(), &clock_, id,
-                      TypeTransaction::Mode::kWriteThrough);
+  TypeTransaction txn =
+      NewTransaction(domain, TypeTransaction::Mode::kWriteThrough);
   InstallMapRangeLocked(txn, *root, start, pages, writable, frames);
   CommitLocked(domain, txn);
   MapRangeResult result;
@@ -328,22 +331,14 @@ absl::StatusOr<UnmapRangeResult> MemoryManager::UnmapRange(DomainId id,
   Domain& domain = **d;
   absl::StatusOr<Mfn> root = RangeRootLocked(domain);
   if (!root.ok()) return root.status();
-  // 1. Unhook the entries and drop their references.
+  // Unhook the entries and drop their references; CommitLocked then
+  // flushes and retires the frames left unreferenced.
   std::vector<Mfn> to_release;
-  TypeTransaction txn(table_.get(), &clock_, id,
-                      TypeTransaction::Mode::kWriteThrough);
+  TypeTransaction txn =
+      NewTransaction(domain, TypeTransaction::Mode::kWriteThrough);
   UnmapRangeResult result =
       UnhookRangeLocked(txn, *table_, *root, start, pages, &to_release);
-  // 2. Flush (and, for policies without grace periods, wait out walkers if
-  // tables are leaving); then report the released tables.
-  CommitLocked(domain, txn,
-               result.pages_unmapped > 0 || result.tables_unhooked > 0
-                   ? std::optional<bool>(result.tables_unhooked > 0)
-                   : std::nullopt);
-  // 3 + 4. Hand the frames to the retirer, which frees them once no walker
-  // can reach them.
-  for (Mfn mfn : to_release) domain.ReleaseFrameLocked(*table_, mfn);
-  retirer_->Retire(domain, to_release);
+  CommitLocked(domain, txn, to_release);
   return result;
 }
 

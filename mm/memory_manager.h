@@ -197,21 +197,27 @@ class MemoryManager {
                                               std::vector<Mfn>* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(domain.mu());
 
-  // A transaction on `domain`, with the retype hook installed.
-  TypeTransaction NewTransaction(const Domain& domain,
-                                 TypeTransaction::Mode mode);
-  // Hook calls; no-ops without hooks.
-  // Commits `txn`; then, if `flush_tables_leave` is set, flushes
-  // (AfterUnmap with that tables_leave); then reports the page tables it
-  // released (ReportReleasedLocked). The report comes after the flush, so
-  // that its cookie postdates the paging-structure caches' last view of
-  // them. REQUIRES: domain.mu() held.
-  void CommitLocked(const Domain& domain, TypeTransaction& txn,
-                    std::optional<bool> flush_tables_leave = std::nullopt);
-  // FlushHooks::AfterTablesReleased for `txn`'s released tables, once no
-  // new walk can reach them. REQUIRES: domain.mu() held; txn committed.
-  void ReportReleasedLocked(const Domain& domain, const TypeTransaction& txn);
-  void AfterUnmap(const Domain& domain, bool tables_leave);
+  TypeTransaction NewTransaction(Domain& domain, TypeTransaction::Mode mode);
+
+  // Commits `txn`, then hands `leaving` (frames of `domain` that hold only
+  // their allocation reference and that no entry reaches once `txn` is
+  // published) to the retirer. Every change and every frame that leaves a
+  // domain goes through here, in the order of DESIGN §4:
+  //   1. unhook:   txn.PublishRemovals();
+  //   2. flush:    AfterUnmap, if a mapping was removed or frames leave;
+  //                tables_leave is decided here alone, from the leaving
+  //                frames' types (LeavingFramesIncludeTables);
+  //   3. report:   AfterTablesReleased(txn.released_tables()), whose cookie
+  //                thus postdates the caches' last view of them;
+  //   4. wait:     BeforeRetype(txn.retyped_tables());
+  //   5. publish:  txn.PublishAdditions();
+  //   6. retire:   release `leaving` from the domain; FrameRetirer::Retire.
+  void CommitLocked(Domain& domain, TypeTransaction& txn,
+                    absl::Span<const Mfn> leaving = {})
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(domain.mu());
+  // Whether any of `frames` has a page-table type, at any type count: a
+  // walker that began before they were unhooked may still read them.
+  bool LeavingFramesIncludeTables(absl::Span<const Mfn> frames) const;
   void AfterAllocate(const Domain& domain, uint32_t stamp);
 
   // The root MapRange/UnmapRange work under: the domain's own, still a

@@ -99,16 +99,27 @@ TEST_F(TypeRulesTest, UnknownDomainIsNotFoundEverywhere) {
   const auto kNotFound = absl::StatusCode::kNotFound;
   EXPECT_EQ(mm_->GetDomainInfo(ghost).status().code(), kNotFound);
   EXPECT_EQ(mm_->IncreaseReservation(ghost, 1).status().code(), kNotFound);
-  EXPECT_EQ(mm_->DecreaseReservation(ghost, {}).code(), kNotFound);
+  EXPECT_EQ(mm_->DecreaseReservation(ghost, {root_}).code(), kNotFound);
   EXPECT_EQ(mm_->PinTable(ghost, root_, Level::kL1).code(), kNotFound);
   EXPECT_EQ(mm_->UnpinTable(ghost, root_).code(), kNotFound);
   EXPECT_EQ(mm_->SetBasePointer(ghost, VcpuId(0), root_).code(), kNotFound);
-  EXPECT_EQ(mm_->MmuUpdate(ghost, {}).code(), kNotFound);
+  EXPECT_EQ(mm_->MmuUpdate(ghost, {{root_, 0, 0}}).code(), kNotFound);
   EXPECT_EQ(mm_->MapRange(ghost, Vaddr(0), 1, true).status().code(), kNotFound);
   EXPECT_EQ(mm_->UnmapRange(ghost, Vaddr(0), 1).status().code(), kNotFound);
   EXPECT_EQ(mm_->Walk(ghost, VcpuId(0), Vaddr(0), Access::kRead).status().code(),
             kNotFound);
   EXPECT_EQ(mm_->DestroyDomain(ghost).code(), kNotFound);
+}
+
+// docs/ERRORS.md: an empty batch is malformed, whichever call carries it.
+TEST_F(TypeRulesTest, EmptyBatchesAreInvalidArgument) {
+  const std::string before = StateDigest(*mm_);
+  ExpectRejected(mm_->MmuUpdate(d_, {}), absl::StatusCode::kInvalidArgument,
+                 before);
+  ExpectRejected(mm_->DecreaseReservation(d_, {}),
+                 absl::StatusCode::kInvalidArgument, before);
+  ExpectRejected(mm_->IncreaseReservation(d_, 0).status(),
+                 absl::StatusCode::kInvalidArgument, before);
 }
 
 TEST_F(TypeRulesTest, FirstTableReferenceValidatesRecursively) {
@@ -182,6 +193,38 @@ TEST_F(TypeRulesTest, LeavingTablePageTypeBumpsGeneration) {
   ASSERT_TRUE(mm_->MmuUpdate(d_, {{f[0], 0, MakePte(t.l1, kRw)}}).ok());
   EXPECT_EQ(Snap(t.l1).type, PageType::kWritable);
   EXPECT_EQ(Snap(t.l1).generation, gen + 1);
+}
+
+// Rule 5 for a writable page that becomes a table: a stale writable
+// translation of it must be told from its new use (2c of the safety issue).
+TEST_F(TypeRulesTest, WritablePageBecomingATableBumpsGeneration) {
+  const Tree t = BuildTree();
+  const uint32_t before = Snap(t.data).generation;
+  const std::vector<Mfn> spare = Frames(1);
+  // Drop the writable mapping and hook the page in as an L1, in one batch.
+  ASSERT_TRUE(mm_->MmuUpdate(d_, {{t.l1, 0, 0},
+                                  {t.l2, 1, MakePte(t.data, kRw)}})
+                  .ok());
+  EXPECT_EQ(Snap(t.data).type, PageType::kL1);
+  EXPECT_EQ(Snap(t.data).generation, before + 1);
+  // A fresh frame (type none) becoming a table is no retype: no bump.
+  const uint32_t fresh = Snap(spare[0]).generation;
+  ASSERT_TRUE(mm_->PinTable(d_, spare[0], Level::kL1).ok());
+  EXPECT_EQ(Snap(spare[0]).generation, fresh);
+  EXPECT_TRUE(mm_->Audit().ok()) << mm_->Audit();
+}
+
+// A batch publishes final values only: an entry written twice never shows
+// its first value, whose references the batch already dropped.
+TEST_F(TypeRulesTest, AnEntryWrittenTwiceInABatchPublishesOnlyItsLastValue) {
+  const Tree t = BuildTree();
+  const std::vector<Mfn> f = Frames(1);
+  ASSERT_TRUE(mm_->MmuUpdate(d_, {{t.l1, 1, MakePte(f[0], kRw)},
+                                  {t.l1, 1, MakePte(f[0], kRo)}})
+                  .ok());
+  EXPECT_EQ(testing::EntryAt(*mm_, t.l1, 1), MakePte(f[0], kRo));
+  EXPECT_EQ(Snap(f[0]).type_count, 0u);
+  EXPECT_TRUE(mm_->Audit().ok()) << mm_->Audit();
 }
 
 TEST_F(TypeRulesTest, PageTableCannotBeMappedWritable) {
@@ -375,11 +418,28 @@ TEST_F(TypeRulesDeathTest, ReferenceUnderflowCrashes) {
   const std::vector<Mfn> f = Frames(1);
   EXPECT_DEATH(
       {
-        TypeTransaction txn(&mm_->frame_table(), &mm_->clock(), d_,
+        TypeTransaction txn(&mm_->frame_table(), &mm_->clock(),
+                            mm_->FindDomain(d_).get(),
                             TypeTransaction::Mode::kStaged);
         txn.PutPageType(f[0]);
       },
       "type count underflow");
+}
+
+// A write-through transaction publishes as it goes, so nothing could run
+// between a retype and the new use: it refuses the retype by crashing.
+TEST_F(TypeRulesDeathTest, RetypeInAWriteThroughTransactionCrashes) {
+  const std::vector<Mfn> f = Frames(1);
+  ASSERT_TRUE(mm_->PinTable(d_, f[0], Level::kL1).ok());
+  ASSERT_TRUE(mm_->UnpinTable(d_, f[0]).ok());  // l1, type count 0.
+  EXPECT_DEATH(
+      {
+        TypeTransaction txn(&mm_->frame_table(), &mm_->clock(),
+                            mm_->FindDomain(d_).get(),
+                            TypeTransaction::Mode::kWriteThrough);
+        (void)txn.GetPageType(f[0], PageType::kWritable);
+      },
+      "write-through transaction");
 }
 
 }  // namespace

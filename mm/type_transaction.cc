@@ -15,22 +15,20 @@ std::atomic<uint64_t> next_transaction_id{1};
 }  // namespace
 
 TypeTransaction::TypeTransaction(const FrameTable* table,
-                                 const TlbClock* clock, DomainId domain,
-                                 Mode mode, FlushHooks* hooks,
-                                 const Domain* hooks_domain)
+                                 const TlbClock* clock, Domain* domain,
+                                 Mode mode)
     : table_(table),
       clock_(clock),
       domain_(domain),
       mode_(mode),
-      hooks_(hooks),
-      hooks_domain_(hooks_domain),
       id_(next_transaction_id.fetch_add(1, std::memory_order_relaxed) &
           ((uint64_t{1} << 48) - 1)) {}
 
 TypeTransaction::~TypeTransaction() {
-  if (done_) return;
-  HVMM_CHECK(mode_ == Mode::kStaged)
-      << "write-through transaction abandoned without Commit()";
+  if (phase_ == Phase::kDone) return;
+  HVMM_CHECK(mode_ == Mode::kStaged && phase_ == Phase::kOpen)
+      << "transaction abandoned in the middle of its commit, or a "
+         "write-through transaction abandoned without one";
   Abort();
 }
 
@@ -45,6 +43,7 @@ absl::Status CheckFrameOwned(const FrameTable& table, Mfn mfn,
 }
 
 PageInfo& TypeTransaction::Touch(Mfn mfn) {
+  HVMM_CHECK(phase_ == Phase::kOpen) << "change after the commit began";
   PageInfo& info = table_->info(mfn);
   if (info.txn_tag() != id_) {
     snapshots_.push_back(
@@ -82,15 +81,18 @@ absl::Status TypeTransaction::GetPageType(Mfn mfn, PageType type) {
   }
   // Count 0: the type may change (rule 1) and must be (re)validated (rule 2).
   Touch(mfn);
-  if (info.type != type) {
-    const bool leaves_table_type = IsPageTableType(info.type);
-    info.type = type;  // The new type first (Xen XSA-401) ...
-    if (leaves_table_type) {
-      left_table_type_.push_back(mfn);
-      // ... then make sure no walker or cache still sees the old table.
-      if (hooks_ != nullptr) hooks_->BeforeRetype(*hooks_domain_, mfn);
-    }
+  if (info.type != type && info.type != PageType::kNone) {
+    // Nothing a caller sends reaches this in write-through mode: those
+    // operations only type fresh frames (type none).
+    HVMM_CHECK(mode_ == Mode::kStaged)
+        << mfn << " would change type " << PageTypeName(info.type) << " -> "
+        << PageTypeName(type) << " in a write-through transaction";
+    // The new type first (Xen XSA-401); the commit keeps the promises
+    // before the frame is used as one (file comment).
+    (IsPageTableType(info.type) ? retyped_tables_ : left_writable_)
+        .push_back(mfn);
   }
+  info.type = type;
   info.clear(kPageValidated);
   info.type_count = 1;
   if (IsPageTableType(type)) {
@@ -105,7 +107,9 @@ void TypeTransaction::PutPageType(Mfn mfn) {
   HVMM_CHECK(info.type_count >= 1) << mfn << " type count underflow";
   if (--info.type_count > 0) return;
   type_count_hit_zero_.push_back(mfn);
-  if (IsPageTableType(info.type) && info.has(kPageValidated)) {
+  if (!IsPageTableType(info.type)) return;
+  if (released_set_.insert(mfn).second) released_tables_.push_back(mfn);
+  if (info.has(kPageValidated)) {
     info.clear(kPageValidated);
     Devalidate(mfn, LevelOf(info.type));
   }
@@ -182,43 +186,104 @@ uint64_t TypeTransaction::ReadEntry(Mfn table, uint32_t index) const {
   return table_->entries(table)[index].load(std::memory_order_relaxed);
 }
 
-void TypeTransaction::WriteEntry(Mfn table, uint32_t index, uint64_t entry) {
-  HVMM_CHECK(!done_ && index < kEntriesPerTable);
-  Touch(table).set(kPageNeedScrub);
-  if (mode_ == Mode::kWriteThrough) {
-    table_->entries(table)[index].store(entry, std::memory_order_release);
-    return;
-  }
-  const uint64_t key = EntryKey(table, index);
-  staged_[key] = entry;
-  staged_order_.emplace_back(key, entry);
+void TypeTransaction::StoreEntry(uint64_t key, uint64_t entry) const {
+  table_->entries(Mfn(key / kEntriesPerTable))[key % kEntriesPerTable].store(
+      entry, std::memory_order_release);
 }
 
-void TypeTransaction::Commit() {
-  HVMM_CHECK(!done_);
-  done_ = true;
+void TypeTransaction::WriteEntry(Mfn table, uint32_t index, uint64_t entry) {
+  HVMM_CHECK(index < kEntriesPerTable);
+  Touch(table).set(kPageNeedScrub);
+  const uint64_t key = EntryKey(table, index);
+  if (mode_ == Mode::kWriteThrough) {
+    removed_mappings_ =
+        removed_mappings_ ||
+        PtePresent(table_->entries(table)[index].load(std::memory_order_relaxed));
+    StoreEntry(key, entry);
+    return;
+  }
+  if (staged_.insert_or_assign(key, entry).second) staged_order_.push_back(key);
+}
+
+std::optional<Mfn> TypeTransaction::ReadBasePointer(VcpuId vcpu) const {
+  auto it = staged_roots_.find(vcpu.value());
+  if (it != staged_roots_.end()) return it->second;
+  return domain_->base_pointer(vcpu);
+}
+
+void TypeTransaction::WriteBasePointer(VcpuId vcpu, std::optional<Mfn> root) {
+  HVMM_CHECK(phase_ == Phase::kOpen && vcpu.value() < domain_->vcpus());
+  if (mode_ == Mode::kWriteThrough) {
+    removed_mappings_ =
+        removed_mappings_ || domain_->base_pointer(vcpu).has_value();
+    domain_->set_base_pointer_locked(vcpu, root);
+    return;
+  }
+  if (staged_roots_.insert_or_assign(vcpu.value(), root).second) {
+    staged_roots_order_.push_back(vcpu.value());
+  }
+}
+
+void TypeTransaction::PublishRemovals() {
+  HVMM_CHECK(phase_ == Phase::kOpen) << "PublishRemovals called twice";
+  phase_ = Phase::kRemovalsPublished;
   const uint32_t now = clock_->Now();
   for (Mfn mfn : type_count_hit_zero_) {
-    PageInfo& info = table_->info(mfn);
-    info.tlbflush_timestamp.store(now, std::memory_order_relaxed);
-    if (info.type_count == 0 && IsPageTableType(info.type)) {
-      released_tables_.push_back(mfn);
+    table_->info(mfn).tlbflush_timestamp.store(now, std::memory_order_relaxed);
+  }
+  if (mode_ == Mode::kWriteThrough) return;  // Everything is visible.
+  // Without a type change nothing waits: publish the final values now.
+  const bool wait = ordered();
+  for (uint64_t key : staged_order_) {
+    const uint64_t old = table_->entries(Mfn(key / kEntriesPerTable))
+                             [key % kEntriesPerTable]
+                                 .load(std::memory_order_relaxed);
+    const uint64_t final_entry = staged_.at(key);
+    const bool removal = PtePresent(old) && old != final_entry;
+    removed_mappings_ = removed_mappings_ || removal;
+    if (!wait) {
+      StoreEntry(key, final_entry);
+    } else if (removal) {
+      StoreEntry(key, PtePresent(final_entry) ? 0 : final_entry);
     }
   }
-  for (Mfn mfn : left_table_type_) {
+  for (uint32_t v : staged_roots_order_) {
+    const std::optional<Mfn> old = domain_->base_pointer(VcpuId(v));
+    const std::optional<Mfn> final_root = staged_roots_.at(v);
+    const bool removal = old.has_value() && old != final_root;
+    removed_mappings_ = removed_mappings_ || removal;
+    if (!wait) {
+      domain_->set_base_pointer_locked(VcpuId(v), final_root);
+    } else if (removal) {
+      domain_->set_base_pointer_locked(VcpuId(v), std::nullopt);
+    }
+  }
+}
+
+void TypeTransaction::PublishAdditions() {
+  HVMM_CHECK(phase_ == Phase::kRemovalsPublished)
+      << "PublishAdditions before PublishRemovals";
+  phase_ = Phase::kDone;
+  if (!ordered()) return;  // PublishRemovals published everything.
+  // Rule 5 before any new use is reachable: a walker or TLB entry that
+  // still sees the old frame finds its generation changed.
+  for (Mfn mfn : retyped_tables_) {
     table_->info(mfn).generation.fetch_add(1, std::memory_order_release);
   }
-  for (const auto& [key, entry] : staged_order_) {
-    const Mfn table(key / kEntriesPerTable);
-    table_->entries(table)[key % kEntriesPerTable].store(
-        entry, std::memory_order_release);
+  for (Mfn mfn : left_writable_) {
+    table_->info(mfn).generation.fetch_add(1, std::memory_order_release);
+  }
+  if (mode_ == Mode::kWriteThrough) return;
+  for (uint64_t key : staged_order_) StoreEntry(key, staged_.at(key));
+  for (uint32_t v : staged_roots_order_) {
+    domain_->set_base_pointer_locked(VcpuId(v), staged_roots_.at(v));
   }
 }
 
 void TypeTransaction::Abort() {
-  HVMM_CHECK(!done_ && mode_ == Mode::kStaged)
+  HVMM_CHECK(phase_ == Phase::kOpen && mode_ == Mode::kStaged)
       << "only an open staged transaction can abort";
-  done_ = true;
+  phase_ = Phase::kDone;
   for (const Snapshot& snap : snapshots_) {
     PageInfo& info = table_->info(snap.mfn);
     info.count = snap.count;

@@ -1,8 +1,8 @@
 // TypeTransaction: Xen's page-type rules, applied all-or-nothing.
 //
-// Every change to reference counts, page types and entries of one domain goes
-// through a TypeTransaction, under that domain's lock. The rules (Xen
-// xen/arch/x86/mm.c; DESIGN §1):
+// Every change to reference counts, page types, entries and base pointers of
+// one domain goes through a TypeTransaction, under that domain's lock. The
+// rules (Xen xen/arch/x86/mm.c; DESIGN §1):
 //
 //   1. A frame changes type only while its type count is 0. Taking a type
 //      reference at count 0 with a different type changes the type and clears
@@ -17,20 +17,43 @@
 //        L1, writable:  a `writable` type reference (so a page table is never
 //                       writably mapped: the isolation invariant);
 //        L2/L3/L4:      a type reference of the next-lower table type.
-//      Targets must be frames of the same domain.
-//   5. A frame that leaves a page-table type gets a new generation.
+//      Targets must be frames of the same domain. Because the table types
+//      are strictly levelled, an entry can never point at a table of its own
+//      level or above: hvmm has no linear (recursive) page tables.
+//   5. A frame whose type changes away from a page-table type or from
+//      `writable` gets a new generation, so the safety oracle can tell its
+//      old use from its new one.
 //
-// All-or-nothing. In kStaged mode, entry writes are held in an overlay (which
-// ReadEntry sees) and reach memory only in Commit(); every metadata record is
-// snapshotted on first touch, and Abort() restores the snapshots. A failed
-// batch therefore changes nothing, not even transiently for walkers.
-// kWriteThrough mode writes entries at once and cannot abort: it is for
-// operations that check everything before changing anything (MapRange,
-// UnmapRange, destroy).
+// Commit order (DESIGN §4). A type change away from a page table must wait
+// until no walker and no cache can still reach the frame as its old self;
+// a frame that stops being writable and becomes a table must first lose its
+// writable translations. So a transaction commits in two phases, and the
+// caller (MemoryManager::CommitLocked) keeps the promises between them:
 //
-// Commit ordering: generations of frames that left a page-table type are
-// bumped before staged entries are published, so a walker still inside such a
-// frame sees the bump before any new use of it becomes reachable.
+//   PublishRemovals()    stamps frames whose type count reached 0, and makes
+//                        every removal visible: each entry or base pointer
+//                        that pointed somewhere and is changing reads
+//                        not-present from here on.
+//     ... caller: flush the domain; report released_tables(); make sure no
+//         walker still reads retyped_tables() (FlushHooks::BeforeRetype) ...
+//   PublishAdditions()   bumps the generations of frames that changed type
+//                        (rule 5), then writes every entry and base pointer
+//                        its final value.
+//
+// A transaction that changes no type (the common case) has nothing to wait
+// for: PublishRemovals() publishes everything at once, and
+// PublishAdditions() has nothing left to do. Only final values are ever
+// published: an entry written twice in a batch never shows its first value.
+//
+// All-or-nothing. In kStaged mode, entry and base-pointer writes are held in
+// an overlay (which ReadEntry sees) and reach memory only when published;
+// every metadata record is snapshotted on first touch, and Abort() restores
+// the snapshots. A failed batch therefore changes nothing, not even
+// transiently for walkers. kWriteThrough mode writes at once and cannot
+// abort: it is for operations that check everything before changing
+// anything (MapRange, UnmapRange, create, destroy). Since its writes cannot
+// wait for a safety step, a write-through transaction may not change a
+// frame's type away from anything but `none`: that is an HVMM_CHECK.
 //
 // Errors: after any method returns an error, the transaction is half-applied
 // and the only legal next step is Abort() (or destruction).
@@ -41,14 +64,16 @@
 #define HVMM_MM_TYPE_TRANSACTION_H_
 
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "flush/tlb_clock.h"
-#include "mm/flush_hooks.h"
+#include "mm/domain.h"
 #include "mm/frame_table.h"
 #include "mm/types.h"
 
@@ -63,20 +88,15 @@ class TypeTransaction {
  public:
   enum class Mode { kStaged, kWriteThrough };
 
-  // `hooks` (may be null) are asked to keep the existence promise before a
-  // frame of `hooks_domain` leaves a page-table type
-  // (FlushHooks::BeforeRetype). Without hooks a retype proceeds at once,
-  // which is right only with no concurrent walkers.
   TypeTransaction(const FrameTable* table, const TlbClock* clock,
-                  DomainId domain, Mode mode, FlushHooks* hooks = nullptr,
-                  const Domain* hooks_domain = nullptr);
+                  Domain* domain, Mode mode);
   // A kStaged transaction that was neither committed nor aborted aborts.
   ~TypeTransaction();
   TypeTransaction(const TypeTransaction&) = delete;
   TypeTransaction& operator=(const TypeTransaction&) = delete;
 
   absl::Status CheckOwned(Mfn mfn) const {
-    return CheckFrameOwned(*table_, mfn, domain_);
+    return CheckFrameOwned(*table_, mfn, domain_->id());
   }
 
   // General reference. REQUIRES for Put: a reference taken earlier.
@@ -104,14 +124,34 @@ class TypeTransaction {
   // the old entry's (new before old: Xen's rule, and DESIGN §1).
   void WriteEntry(Mfn table, uint32_t index, uint64_t entry);
 
-  void Commit();
-  // REQUIRES: kStaged.
+  // The vCPU's base pointer as this transaction leaves it, and its change.
+  // REQUIRES for the write: the caller holds the new root's references and
+  // drops the old one's.
+  std::optional<Mfn> ReadBasePointer(VcpuId vcpu) const;
+  void WriteBasePointer(VcpuId vcpu, std::optional<Mfn> root);
+
+  // Phase 1 of the commit (file comment). REQUIRES: called once.
+  void PublishRemovals();
+  // Phase 2. REQUIRES: after PublishRemovals().
+  void PublishAdditions();
+  // Both phases, with nothing between: for callers with no flush hooks.
+  void Commit() {
+    PublishRemovals();
+    PublishAdditions();
+  }
+  // REQUIRES: kStaged, and PublishRemovals() not called.
   void Abort();
 
-  // After Commit(): the frames that this transaction left as page tables
-  // with a type count of 0 (unhooked, unpinned, no longer a base pointer).
-  // They may be retyped later, which FlushHooks::BeforeRetype gates.
+  // After PublishRemovals(): whether a present entry or base pointer was
+  // changed or cleared, so some pCPU may cache a translation that is gone.
+  bool removed_mappings() const { return removed_mappings_; }
+  // Frames whose page-table type count fell to 0 in this transaction (they
+  // may since have taken another type: see retyped_tables()). Walkers that
+  // began before PublishRemovals() may still be reading them.
   absl::Span<const Mfn> released_tables() const { return released_tables_; }
+  // Frames that left a page-table type in this transaction: no walker may
+  // read them, and no cache hold them, once PublishAdditions() runs.
+  absl::Span<const Mfn> retyped_tables() const { return retyped_tables_; }
 
  private:
   struct Snapshot {
@@ -121,34 +161,44 @@ class TypeTransaction {
     PageType type;
     uint8_t flags;
   };
+  enum class Phase { kOpen, kRemovalsPublished, kDone };
 
   // Snapshots the record before its first change in this transaction.
   PageInfo& Touch(Mfn mfn);
   absl::Status Validate(Mfn mfn, Level level);
   void Devalidate(Mfn mfn, Level level);
+  // Whether additions must wait for the caller's safety steps.
+  bool ordered() const {
+    return !retyped_tables_.empty() || !left_writable_.empty();
+  }
   static uint64_t EntryKey(Mfn table, uint32_t index) {
     return table.value() * kEntriesPerTable + index;
   }
+  void StoreEntry(uint64_t key, uint64_t entry) const;
 
   const FrameTable* const table_;
   const TlbClock* const clock_;
-  const DomainId domain_;
+  Domain* const domain_;
   const Mode mode_;
-  bool done_ = false;
-  FlushHooks* const hooks_;
-  const Domain* const hooks_domain_;
+  Phase phase_ = Phase::kOpen;
 
   // This transaction's id; a record whose txn_tag equals it is journaled.
   const uint64_t id_;
   // Each touched record once, in first-touch order.
   std::vector<Snapshot> snapshots_;
-  // Applied by Commit(): rule 5 (generation) and rule 3 (stamp). May repeat.
-  std::vector<Mfn> left_table_type_;
+  // Rule 5 (generation) and rule 3 (stamp). May repeat.
+  std::vector<Mfn> retyped_tables_;
+  std::vector<Mfn> left_writable_;
   std::vector<Mfn> type_count_hit_zero_;
-  std::vector<Mfn> released_tables_;
-  // kStaged only: latest staged value per entry, and all writes in order.
+  std::vector<Mfn> released_tables_;  // Each once.
+  absl::flat_hash_set<Mfn> released_set_;
+  bool removed_mappings_ = false;
+  // kStaged only: the final value per entry, and the entries in first-write
+  // order; the same for base pointers (vCPU -> root).
   absl::flat_hash_map<uint64_t, uint64_t> staged_;
-  std::vector<std::pair<uint64_t, uint64_t>> staged_order_;
+  std::vector<uint64_t> staged_order_;
+  absl::flat_hash_map<uint32_t, std::optional<Mfn>> staged_roots_;
+  std::vector<uint32_t> staged_roots_order_;
 };
 
 }  // namespace hvmm
