@@ -21,6 +21,7 @@ void GuestCpuStats::Add(const GuestCpuStats& o) {
   walks += o.walks;
   psc_walks += o.psc_walks;
   faults += o.faults;
+  walk_retries += o.walk_retries;
   vcpu_switches += o.vcpu_switches;
   existence_violations += o.existence_violations;
   coherence_violations += o.coherence_violations;
@@ -165,16 +166,15 @@ bool GuestCpu::Step(Pcpu& self) {
       Bump(hits_);
       // The use happened at Lookup; the check reads generations a moment
       // later. A frame found changed is a violation unless an invalidation
+      // of this very entry (all, its domain, or a range holding its page)
       // was requested in that moment: then the flush that preceded the free
       // came after the use, as the hardware flush that an assisted
       // hypercall performs waits for an instruction in flight. (Acquire on
       // the generation, then on the request sequence: a free that the check
       // sees was preceded by its flush's request, if there was one.) A
-      // stale entry that no flush targeted is still caught, unless an
-      // unrelated request lands in the same moment: the oracle may miss,
-      // never invent.
+      // request for another domain or range excuses nothing.
       if (!FramesUnchanged(*e) &&
-          !self.tlb().InvalidationRequestedSinceLookup()) {
+          !self.tlb().InvalidationRequestedSinceLookup(domain.id(), a.va)) {
         NoteViolation(ViolationKind::kCoherence, domain, e->mfn);
       }
       return true;
@@ -182,11 +182,6 @@ bool GuestCpu::Step(Pcpu& self) {
     // A write through a read-only entry faults and walks again, as x86 does.
   }
   Bump(misses_);
-  const std::optional<Mfn> root = domain.base_pointer(current_->vcpu);
-  if (!root) {
-    Bump(faults_);
-    return true;
-  }
   const uint64_t token = self.tlb().BeginFill();
   // Start from the deepest table the paging-structure cache knows on this
   // path, as hardware does; else from the root.
@@ -197,11 +192,12 @@ bool GuestCpu::Step(Pcpu& self) {
           ? WalkTablesFrom(*table_,
                            WalkStart{psc->table, psc->level, psc->generation,
                                      psc->writable},
-                           a.va, a.access, options_.walk_delay,
-                           options_.walk_delay_arg)
-          : WalkTables(*table_, *root, a.va, a.access, options_.walk_delay,
-                       options_.walk_delay_arg);
+                           a.va, a.access, options_.walk_hooks)
+          : WalkFromBasePointer(*table_,
+                                domain.base_pointer_slot(current_->vcpu), a.va,
+                                a.access, options_.walk_hooks);
   Bump(walks_);
+  if (w.retries != 0) walk_retries_.fetch_add(w.retries, std::memory_order_relaxed);
   if (psc != nullptr) Bump(psc_walks_);
   const int pipe = PipeCount(w, section.entry_time());
   Bump(pipe_[pipe]);
@@ -225,6 +221,7 @@ GuestCpuStats GuestCpu::stats() const {
   s.walks = walks_.load(std::memory_order_relaxed);
   s.psc_walks = psc_walks_.load(std::memory_order_relaxed);
   s.faults = faults_.load(std::memory_order_relaxed);
+  s.walk_retries = walk_retries_.load(std::memory_order_relaxed);
   s.vcpu_switches = switches_.load(std::memory_order_relaxed);
   s.existence_violations = existence_violations_.load(std::memory_order_relaxed);
   s.coherence_violations = coherence_violations_.load(std::memory_order_relaxed);

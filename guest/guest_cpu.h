@@ -89,6 +89,7 @@ struct GuestCpuStats {
   uint64_t walks = 0;
   uint64_t psc_walks = 0;  // Walks that started from a PSC entry.
   uint64_t faults = 0;  // Not present, write-protected, or no base pointer.
+  uint64_t walk_retries = 0;  // Pointers a walker found changed on re-read.
   uint64_t vcpu_switches = 0;
   uint64_t existence_violations = 0;
   uint64_t coherence_violations = 0;
@@ -105,10 +106,9 @@ class GuestCpu {
  public:
   struct Options {
     uint32_t slice_accesses = 256;
-    // Failpoint: called between the walker's table reads, to widen the
-    // window a stale walker has (torture's --walk-delay-ns).
-    WalkDelayHook walk_delay = nullptr;
-    void* walk_delay_arg = nullptr;
+    // Failpoints in every walk (torture's --walk-delay-ns widens the
+    // window a stale walker has at WalkPoint::kTableReached).
+    WalkHooks walk_hooks;
     // When tables were released, for pipe bucket 1 (the flush policy's;
     // may be null: walks then land in 0 or >= 2). The pCPUs need a
     // SectionClock for the comparison to mean anything.
@@ -150,7 +150,7 @@ class GuestCpu {
   void NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame);
 
   std::atomic<uint64_t> accesses_{0}, hits_{0}, misses_{0}, walks_{0},
-      psc_walks_{0},
+      psc_walks_{0}, walk_retries_{0},
       faults_{0}, switches_{0}, existence_violations_{0},
       coherence_violations_{0};
   std::atomic<uint64_t> pipe_[kPipeLen] = {};

@@ -35,6 +35,7 @@
 #include "cpu/cpu_mask.h"
 #include "mm/frame_table.h"
 #include "mm/types.h"
+#include "mm/walker.h"
 
 namespace hvmm {
 
@@ -62,14 +63,17 @@ class Domain {
   // The vCPU's root L4, or nullopt. Lockless (acquire), for walkers.
   // REQUIRES: vcpu < vcpus().
   std::optional<Mfn> base_pointer(VcpuId vcpu) const {
-    const uint64_t raw =
-        base_pointers_[vcpu.value()].load(std::memory_order_acquire);
-    if (raw == 0) return std::nullopt;
-    return Mfn(raw - 1);
+    return DecodeBasePointer(
+        base_pointers_[vcpu.value()].load(std::memory_order_acquire));
+  }
+  // The same, as the lockless walker reads and re-checks it
+  // (WalkFromBasePointer). REQUIRES: vcpu < vcpus().
+  const std::atomic<uint64_t>& base_pointer_slot(VcpuId vcpu) const {
+    return base_pointers_[vcpu.value()];
   }
   void set_base_pointer_locked(VcpuId vcpu, std::optional<Mfn> root)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    base_pointers_[vcpu.value()].store(root ? root->value() + 1 : 0,
+    base_pointers_[vcpu.value()].store(EncodeBasePointer(root),
                                        std::memory_order_release);
   }
 
@@ -151,7 +155,7 @@ class Domain {
   std::vector<Mfn> owned_ ABSL_GUARDED_BY(mu_);
   std::optional<Mfn> root_ ABSL_GUARDED_BY(mu_);
   bool dying_ ABSL_GUARDED_BY(mu_) = false;
-  // Written under mu_, read locklessly. 0 = none, else mfn + 1.
+  // Written under mu_, read locklessly (EncodeBasePointer).
   const std::unique_ptr<std::atomic<uint64_t>[]> base_pointers_;
   std::atomic<uint64_t> dirty_[kMaxPcpus / 64] = {};
 };

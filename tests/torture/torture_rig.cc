@@ -13,7 +13,13 @@ namespace {
 constexpr uint64_t kWindowBase = uint64_t{1} << 30;
 constexpr uint64_t kRw = kPtePresent | kPteUser | kPteWritable;
 
-void SpinHook(void* arg) { SpinFor(*static_cast<const uint64_t*>(arg)); }
+// The failpoint: a walker that holds a pointer to a table, its generation
+// recorded, stalls before reading it (the seed bug's window, and only it).
+void SpinHook(void* arg, WalkPoint point, Level level) {
+  if (point == WalkPoint::kTableReached) {
+    SpinFor(*static_cast<const uint64_t*>(arg));
+  }
+}
 
 }  // namespace
 
@@ -53,8 +59,7 @@ absl::StatusOr<std::unique_ptr<TortureRig>> TortureRig::Create(
     GuestCpu::Options guest;
     guest.slice_accesses = 64;
     if (options.walk_delay_ns != 0) {
-      guest.walk_delay = &SpinHook;
-      guest.walk_delay_arg = &rig->walk_delay_ns_;
+      guest.walk_hooks = {&SpinHook, &rig->walk_delay_ns_};
     }
     guest.release_stamps = &rig->engine_->policy().release_stamps();
     guest.on_violation = [raw](ViolationKind, const Domain& domain, Mfn) {
