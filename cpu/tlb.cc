@@ -64,6 +64,27 @@ const TlbEntry* Tlb::Lookup(DomainId domain, Vaddr va) {
   return nullptr;
 }
 
+bool Tlb::InvalidationRequestedSinceLookup(DomainId domain, Vaddr va) {
+  if (request_seq_.load(std::memory_order_acquire) == applied_seq_) {
+    return false;
+  }
+  const uint64_t vpn = va.value() >> kPageShift;
+  MutexLock lock(&pending_mu_);
+  for (const FlushScope& s : pending_) {
+    switch (s.kind) {
+      case FlushScope::Kind::kAll:
+        return true;
+      case FlushScope::Kind::kDomain:
+        if (s.domain == domain) return true;
+        break;
+      case FlushScope::Kind::kRange:
+        if (s.domain == domain && InRange(vpn, s)) return true;
+        break;
+    }
+  }
+  return false;
+}
+
 const PscEntry* Tlb::LookupTable(DomainId domain, Vaddr va) {
   ApplyPendingFlushes();
   PscEntry* best = nullptr;

@@ -101,12 +101,12 @@ class Tlb {
   // does on hardware.
   const TlbEntry* Lookup(DomainId domain, Vaddr va);
 
-  // Whether a remote invalidation has been requested since the last
-  // Lookup() applied the pending ones: the entry that Lookup returned may be
-  // its target, and the use (at Lookup) came first. Owner's thread.
-  bool InvalidationRequestedSinceLookup() const {
-    return request_seq_.load(std::memory_order_acquire) != applied_seq_;
-  }
+  // Whether a remote invalidation of `va` in `domain` has been requested
+  // since the last Lookup() applied the pending ones: then the entry that
+  // Lookup returned is its target, and its use (at Lookup) came before it.
+  // A request of another domain or range says nothing about this entry.
+  // Owner's thread; takes the pending lock only if some request is pending.
+  bool InvalidationRequestedSinceLookup(DomainId domain, Vaddr va);
 
   // The deepest cached table on va's path (kL1 best), or null.
   const PscEntry* LookupTable(DomainId domain, Vaddr va);
