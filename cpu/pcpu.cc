@@ -65,12 +65,15 @@ void Pcpu::PostIpi(IpiFlush* ipi) {
 }
 
 void Pcpu::FlushLocal(const FlushScope& scope) {
+  HVMM_CHECK((section_seq_.load(std::memory_order_relaxed) & 1) == 0)
+      << "pCPU " << id_ << " flushed locally inside a read section";
   if (scope.kind == FlushScope::Kind::kAll) {
     const uint64_t t = clock_->Tick();
     tlb_.Flush(scope);
     // 0 means the clock wrapped: until the period resets, NeedFlush() says
     // yes for every CPU, so a flush time of 0 is safe.
     flush_time_.store(t, std::memory_order_release);
+    quiescent_flush_time_.store(t, std::memory_order_release);
     return;
   }
   tlb_.Flush(scope);

@@ -91,11 +91,23 @@ class Pcpu {
   bool irqs_enabled() const {
     return irqs_enabled_.load(std::memory_order_acquire);
   }
-  // TlbClock record of this pCPU's last full flush (0: never); see
-  // tlb_clock.h for the period in its high half.
+  // TlbClock record of this pCPU's last full flush of its caches (0:
+  // never), local or requested remotely by the assisted backend; see
+  // tlb_clock.h for the period in its high half. Proves the caches hold
+  // nothing older: enough to filter a flush for coherence.
   uint64_t flush_time() const {
     return flush_time_.load(std::memory_order_acquire);
   }
+  // The record of the last full flush this pCPU performed itself, in an
+  // interrupt window: it also proves that no walk which began before it is
+  // still running here. Only this record may filter a flush that must wait
+  // out walkers (a NO_ASSIST flush); an assisted flush does not advance it.
+  uint64_t quiescent_flush_time() const {
+    return quiescent_flush_time_.load(std::memory_order_acquire);
+  }
+  // Whether an IPI is posted and not yet served (for tests that must know
+  // that an updater is waiting for this pCPU).
+  bool ipi_pending() const { return has_mail_.load(std::memory_order_acquire); }
   uint64_t steps() const { return steps_.load(std::memory_order_relaxed); }
   uint64_t ipis_served() const {
     return ipis_served_.load(std::memory_order_relaxed);
@@ -165,13 +177,16 @@ class Pcpu {
 
   // Any thread: the assisted backend has just requested a full flush of
   // this pCPU's caches. A request takes effect before any later use, and a
-  // fill that raced it is dropped, so the pCPU counts as flushed from now.
+  // fill that raced it is dropped, so the caches count as flushed from now
+  // (flush_time). A walker may still be running: quiescent_flush_time does
+  // not move.
   void NoteRemoteFullFlush() {
     flush_time_.store(clock_->Tick(), std::memory_order_release);
   }
 
-  // Applies a flush on this pCPU (its own thread only). A full flush ticks
-  // the TlbClock and records the new flush time (Xen pre_flush/post_flush).
+  // Applies a flush on this pCPU (its own thread only, outside any read
+  // section). A full flush ticks the TlbClock and records the new time as
+  // both flush records (Xen pre_flush/post_flush).
   void FlushLocal(const FlushScope& scope);
 
  private:
@@ -190,6 +205,7 @@ class Pcpu {
   std::atomic<uint32_t> section_domain_{0};
   std::atomic<uint64_t> section_entry_{0};
   std::atomic<uint64_t> flush_time_{0};
+  std::atomic<uint64_t> quiescent_flush_time_{0};
   std::atomic<uint64_t> steps_{0};
   std::atomic<uint64_t> ipis_served_{0};
 

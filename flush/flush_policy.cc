@@ -153,18 +153,22 @@ uint64_t FlushPolicy::NewestStamp(absl::Span<const Mfn> tables) const {
 }
 
 void FlushPolicy::AfterAllocate(const Domain& domain, uint32_t stamp) {
+  const Policy policy = PolicyFor(domain);
+  // An IPI allocation flush stands in for the walkers' IPI (force-ipi: Xen
+  // 4.14 sends it NO_ASSIST), so it may skip only pCPUs whose own flush
+  // since the stamp proved them quiescent; an assisted one is for the
+  // caches alone, and any full flush since the stamp covers it.
+  const bool no_assist =
+      policy == Policy::kIpi || policy == Policy::kAssistedForceIpi;
   FlushRequest request{CpuMask(), FlushScope::All()};
   // Read before the filter: if the clock reads 0 now, NeedFlush selects
   // every pCPU, and each flush below began after the wrap.
   const bool wrapped = machine_.clock->Now() == 0;
   for (const Pcpu* p : machine_.pcpus) {
-    if (machine_.clock->NeedFlush(p->flush_time(), stamp)) {
-      request.targets.Set(p->id());
-    }
+    const uint64_t record =
+        no_assist ? p->quiescent_flush_time() : p->flush_time();
+    if (machine_.clock->NeedFlush(record, stamp)) request.targets.Set(p->id());
   }
-  const Policy policy = PolicyFor(domain);
-  const bool no_assist =
-      policy == Policy::kIpi || policy == Policy::kAssistedForceIpi;
   Send(request, no_assist, /*forced=*/policy == Policy::kAssistedForceIpi);
   if (wrapped && machine_.clock->ResetPeriod()) {
     clock_periods_.fetch_add(1, std::memory_order_relaxed);

@@ -25,11 +25,17 @@
 //                  so the stamp is never older than the frame's last
 //                  release. A table released long before its retype, the
 //                  common case, waits for nothing.
-//   AfterAllocate  full flush of the pCPUs whose flush time does not cover
-//                  the frames' stamp (TlbClock::NeedFlush); by IPI under ipi
-//                  and force-ipi. If the TLB clock has wrapped, that is every
-//                  pCPU, and once the flush is done a new clock period
-//                  begins (Xen's new_tlbflush_clock_period()).
+//   AfterAllocate  full flush of the pCPUs whose flush record does not
+//                  cover the frames' stamp (TlbClock::NeedFlush); by IPI
+//                  under ipi and force-ipi. What the clock may filter
+//                  (safety issue 1d): an IPI allocation flush is filtered on
+//                  quiescent_flush_time (the pCPU's own flushes, which prove
+//                  no older walker runs there), never on a time an assisted
+//                  flush advanced without waiting for walkers; an assisted
+//                  one on flush_time (any full flush of the caches). If the
+//                  TLB clock has wrapped, that is every pCPU, and once the
+//                  flush is done a new clock period begins (Xen's
+//                  new_tlbflush_clock_period()).
 // assisted-unsafe refuses to be built unless explicitly allowed.
 //
 // Per-domain override (DESIGN §3: "set for the daemon, overridable per

@@ -151,7 +151,8 @@ TEST(FlushPolicyRcuTest, RetypeWaitsOnlyForWalkersOlderThanTheRelease) {
     p->BeforeRetype(domain, {Mfn(3)});
     done.store(true);
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Until the retype returns or is seen waiting: no sleep decides this.
+  while (!done.load() && parts.grace.waiting() == 0) std::this_thread::yield();
   EXPECT_FALSE(done.load()) << "retyped under a walker older than the release";
   readers.Release(0);
   retype.join();
@@ -181,6 +182,46 @@ TEST_F(FlushPolicyTest, AllocationFlushSkipsPcpusThatFlushedSinceTheStamp) {
   EXPECT_EQ(assisted_->targets_invalidated(), 3u);
   rcu->AfterAllocate(domain_, later);
   EXPECT_EQ(assisted_->targets_invalidated(), 3u);
+}
+
+// Safety issue 1d: an assisted full flush cleans a pCPU's caches without
+// waiting for its walker, so it must not let a later IPI allocation flush
+// (force-ipi's stand-in for the walkers' IPI) skip that pCPU. It still lets
+// an assisted allocation flush skip it: that one is for the caches alone.
+TEST(FlushPolicyClockTest, AnAssistedFlushDoesNotExcuseAWalkerFromAnIpi) {
+  testing::ParkedReaders readers(2);
+  PolicyParts parts(readers.pcpus(), &readers.clock());
+  Pcpu& walking = *readers.pcpus()[1];
+  Domain domain(DomainId(1), "d", 1, 16);
+  const uint32_t stamp = readers.clock().Now();  // A frame freed now ...
+  readers.Park(1, domain.id());  // ... that this walker may still read.
+  FlushBatch batch;
+  batch.targets.Set(1);
+  batch.scopes = {FlushScope::All()};
+  batch.requests = 1;
+  parts.assisted.Flush(batch);
+  ASSERT_FALSE(readers.clock().NeedFlush(walking.flush_time(), stamp))
+      << "the caches count as flushed";
+  ASSERT_TRUE(readers.clock().NeedFlush(walking.quiescent_flush_time(), stamp));
+
+  auto rcu = parts.Make(Policy::kAssistedRcu);
+  const uint64_t invalidated = parts.assisted.targets_invalidated();
+  rcu->AfterAllocate(domain, stamp);
+  EXPECT_EQ(parts.assisted.targets_invalidated() - invalidated, 1u)
+      << "only pCPU 0, which never flushed";
+
+  auto force = parts.Make(Policy::kAssistedForceIpi);
+  std::atomic<bool> done{false};
+  std::thread allocate([&] {
+    force->AfterAllocate(domain, stamp);
+    done.store(true);
+  });
+  while (!done.load() && !walking.ipi_pending()) std::this_thread::yield();
+  EXPECT_FALSE(done.load())
+      << "the allocation IPI skipped a pCPU whose walker predates the stamp";
+  readers.Release(1);
+  allocate.join();
+  EXPECT_EQ(walking.ipis_served(), 1u);
 }
 
 TEST_F(FlushPolicyTest, OverrideTagsSelectAPolicyPerDomain) {

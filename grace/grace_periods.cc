@@ -101,6 +101,7 @@ int GracePeriods::Synchronize(DomainId domain) {
 
 int GracePeriods::WaitOut(const std::vector<OpenSection>& open,
                           std::chrono::steady_clock::time_point start) {
+  if (!open.empty()) waiting_.fetch_add(1, std::memory_order_release);
   for (const OpenSection& s : open) {
     // Spin briefly (sections are short), then sleep: when pCPUs outnumber
     // cores, a waiter that stays runnable steals the core from the very
@@ -109,6 +110,7 @@ int GracePeriods::WaitOut(const std::vector<OpenSection>& open,
       if (spins > 256) std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
   }
+  if (!open.empty()) waiting_.fetch_sub(1, std::memory_order_release);
   completed_.fetch_add(1, std::memory_order_relaxed);
   Record(std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now() - start)

@@ -61,6 +61,9 @@ class GracePeriods {
   bool CondSynchronize(DomainId domain, uint64_t cookie);
 
   uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
+  // Grace periods waiting for a reader right now (tests use it to know an
+  // updater is held back, without sleeping).
+  int waiting() const { return waiting_.load(std::memory_order_acquire); }
   uint64_t expedited() const { return expedited_.load(std::memory_order_relaxed); }
   // CondSynchronize calls that found their grace period already elapsed.
   uint64_t polls_elapsed() const {
@@ -89,6 +92,7 @@ class GracePeriods {
   const std::vector<Pcpu*> pcpus_;
   SectionClock* const clock_;  // Null without polled grace periods.
   std::atomic<uint64_t> completed_{0}, expedited_{0}, polls_elapsed_{0};
+  std::atomic<int> waiting_{0};
   static constexpr int kBuckets = 48;
   std::atomic<uint64_t> latency_log2_[kBuckets] = {};
 };

@@ -1,5 +1,6 @@
 // The mm core calls the flush hooks at the points of DESIGN §4, in order,
 // with the right frames, and never for a change that did not happen.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,24 +18,31 @@ using ::hvmm::testing::MakeMemoryManager;
 
 constexpr uint64_t kRw = kPtePresent | kPteUser | kPteWritable;
 
-// Records every call as one line, e.g. "released 12 13" or "retype 12".
+// Records every call as one line, e.g. "released 12 13" or "retype 12",
+// followed by " | " and what `probe` returns, if set: the state of memory
+// the hook saw.
 class RecordingHooks : public FlushHooks {
  public:
   void AfterUnmap(const Domain& domain, bool tables_leave) override {
-    calls.push_back(absl::StrCat("unmap", tables_leave ? " tables" : ""));
+    Record(absl::StrCat("unmap", tables_leave ? " tables" : ""));
   }
   void AfterTablesReleased(const Domain& domain,
                            absl::Span<const Mfn> tables) override {
     std::string line = "released";
     for (Mfn m : tables) absl::StrAppend(&line, " ", m.value());
-    calls.push_back(line);
+    Record(line);
   }
   void BeforeRetype(const Domain& domain,
                     absl::Span<const Mfn> tables) override {
     std::string line = "retype";
     for (Mfn m : tables) absl::StrAppend(&line, " ", m.value());
+    Record(line);
+  }
+  void Record(std::string line) {
+    if (probe) absl::StrAppend(&line, " | ", probe());
     calls.push_back(line);
   }
+  std::function<std::string()> probe;
   void AfterAllocate(const Domain& domain, uint32_t stamp) override {
     calls.push_back("allocate");
     if (probe_table != nullptr) {
@@ -97,6 +105,67 @@ TEST_F(FlushHooksTest, RetypeOfAReleasedTableAsksBeforeRetype) {
   hooks_.calls.clear();
   ASSERT_TRUE(mm_->MmuUpdate(d_, {{other_l1, 0, MakePte(l1_, kRw)}}).ok());
   EXPECT_EQ(hooks_.calls, (std::vector<std::string>{"retype " + N(l1_)}));
+}
+
+// Safety issue 1a: a batch that unhooks a table and retypes it. The unhook
+// is visible before the flush, the release is reported (a fresh cookie)
+// before the retype's wait, and the writable mapping of the former table is
+// published only after it.
+TEST_F(FlushHooksTest, SameBatchUnhookAndRetypeWaitsBetweenThem) {
+  const Mfn scratch = mm_->IncreaseReservation(d_, 1).value()[0];
+  ASSERT_TRUE(mm_->PinTable(d_, scratch, Level::kL1).ok());
+  hooks_.calls.clear();
+  hooks_.probe = [&] {
+    return absl::StrCat("l2[0]=", testing::EntryAt(*mm_, l2_, 0) != 0,
+                        " scratch[0]=",
+                        testing::EntryAt(*mm_, scratch, 0) != 0);
+  };
+  ASSERT_TRUE(
+      mm_->MmuUpdate(d_, {{l2_, 0, 0}, {scratch, 0, MakePte(l1_, kRw)}}).ok());
+  EXPECT_EQ(hooks_.calls,
+            (std::vector<std::string>{
+                "unmap | l2[0]=0 scratch[0]=0",
+                "released " + N(l1_) + " | l2[0]=0 scratch[0]=0",
+                "retype " + N(l1_) + " | l2[0]=0 scratch[0]=0"}));
+  EXPECT_EQ(testing::EntryAt(*mm_, scratch, 0), MakePte(l1_, kRw));
+}
+
+// Safety issue 1c: a writable page that becomes a table in the batch that
+// drops its writable mapping. The flush runs while the mapping is gone and
+// the page is not yet hooked as a table.
+TEST_F(FlushHooksTest, WritablePageBecomesATableOnlyAfterTheFlush) {
+  hooks_.probe = [&] {
+    return absl::StrCat("l1[0]=", testing::EntryAt(*mm_, l1_, 0) != 0,
+                        " l2[1]=", testing::EntryAt(*mm_, l2_, 1) != 0);
+  };
+  ASSERT_TRUE(
+      mm_->MmuUpdate(d_, {{l1_, 0, 0}, {l2_, 1, MakePte(data_, kRw)}}).ok());
+  EXPECT_EQ(hooks_.calls,
+            (std::vector<std::string>{"unmap | l1[0]=0 l2[1]=0"}));
+  EXPECT_EQ(testing::EntryAt(*mm_, l2_, 1), MakePte(data_, kRw));
+}
+
+// Safety issue 1b: whether tables leave is decided from the leaving frames'
+// types. Here UnmapRange unhooks no table, but the read-only mapping it
+// removes was the last reference of a former L1, which leaves with it.
+TEST_F(FlushHooksTest, AFormerTableLeavingThroughAReadOnlyMappingIsATable) {
+  const std::vector<Mfn> f = mm_->IncreaseReservation(d_, 2).value();
+  const Mfn holder = f[0], other = f[1];
+  constexpr uint64_t kRo = kPtePresent | kPteUser;
+  // The L1 leaves its L2 and is mapped read-only by a second L1, which also
+  // maps another page (so it stays hooked when the first entry goes).
+  ASSERT_TRUE(mm_->MmuUpdate(d_, {{l2_, 0, 0},
+                                  {l2_, 1, MakePte(holder, kRw)},
+                                  {holder, 0, MakePte(l1_, kRo)},
+                                  {holder, 1, MakePte(other, kRw)}})
+                  .ok());
+  ASSERT_EQ(mm_->InspectFrame(l1_).value().type, PageType::kL1);
+  hooks_.calls.clear();
+  const UnmapRangeResult r =
+      mm_->UnmapRange(d_, Vaddr(uint64_t{1} << 21), 1).value();
+  EXPECT_EQ(r.tables_unhooked, 0u);
+  EXPECT_EQ(r.frames_released, 1u);
+  EXPECT_EQ(hooks_.calls, (std::vector<std::string>{"unmap tables"}));
 }
 
 TEST_F(FlushHooksTest, UnpinAndBasePointerReleaseTables) {
