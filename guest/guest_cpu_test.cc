@@ -105,6 +105,18 @@ class HandDrivenGuest {
   }
   bool Step() { return guest_->Step(pcpu_); }
   void UnmapPage0() { HVMM_CHECK(mm_->UnmapRange(domain_, Vaddr(0), 1).ok()); }
+  // In one batch, drops page 0's writable mapping and hooks its frame in as
+  // the L1 of the next 2 MiB. Returns the frame.
+  Mfn MakePage0ATable() {
+    const WalkResult w =
+        mm_->Walk(domain_, VcpuId(0), Vaddr(0), Access::kRead).value();
+    const Mfn l2 = w.tables[2], l1 = w.tables[3];
+    constexpr uint64_t kRw = kPtePresent | kPteUser | kPteWritable;
+    HVMM_CHECK(
+        mm_->MmuUpdate(domain_, {{l1, 0, 0}, {l2, 1, MakePte(w.mfn, kRw)}})
+            .ok());
+    return w.mfn;
+  }
   GuestCpuStats stats() const { return guest_->stats(); }
   Pcpu& pcpu() { return pcpu_; }
 
@@ -140,6 +152,18 @@ TEST(GuestCpuTest, AFlushOfAnotherDomainDoesNotHideAStaleEntry) {
   g.pcpu().tlb().RequestFlush(FlushScope::Domain(DomainId(99)));
   g.UnmapPage0();        // No flush of the domain.
   ASSERT_TRUE(g.Step());  // Applies the other flush, then hits.
+  EXPECT_EQ(g.stats().tlb_hits, 1u);
+  EXPECT_EQ(g.stats().coherence_violations, 1u);
+}
+
+// Safety issue 2c: a page that stops being writable and becomes a page
+// table gets a new generation, so a stale writable translation used after
+// it is seen (here nothing flushes: the mm has no hooks).
+TEST(GuestCpuTest, AStaleWritableEntryOfAPageThatBecameATableIsAViolation) {
+  HandDrivenGuest g;
+  ASSERT_TRUE(g.Step());  // Miss: walk and fill a writable translation.
+  g.MakePage0ATable();
+  ASSERT_TRUE(g.Step());  // Hits the stale entry: the guest could write it.
   EXPECT_EQ(g.stats().tlb_hits, 1u);
   EXPECT_EQ(g.stats().coherence_violations, 1u);
 }

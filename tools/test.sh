@@ -18,7 +18,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-SANITIZER_TARGETS=(//mm/... //flush/... //cpu/... //grace/... //guest/... //tests/torture/...)
+SANITIZER_TARGETS=(//mm/... //flush/... //cpu/... //grace/... //guest/... //tests/safety/... //tests/torture/...)
 
 bash tools/install_deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
