@@ -41,6 +41,7 @@ class PolicyRetirer final : public FrameRetirer {
     freed_at_once_.fetch_add(frames.size(), std::memory_order_relaxed);
   }
   void Drain(DomainId domain) override { grace_retirer_->Drain(domain); }
+  uint64_t Reclaim() override { return grace_retirer_->Reclaim(); }
   uint64_t pending_frames() const override {
     return grace_retirer_->pending_frames();
   }

@@ -1,5 +1,6 @@
 #include "grace/deferred_retirer.h"
 
+#include <algorithm>
 #include <mutex>
 #include <utility>
 
@@ -9,7 +10,12 @@ namespace hvmm {
 
 DeferredRetirer::DeferredRetirer(FrameAllocator* allocator,
                                  GracePeriods* grace, Options options)
-    : allocator_(allocator), grace_(grace), options_(options) {
+    : allocator_(allocator),
+      grace_(grace),
+      options_(options),
+      max_pending_(options.max_pending != 0
+                       ? options.max_pending
+                       : std::max<uint64_t>(1, allocator->total_frames() / 8)) {
   reclaimer_ = std::thread([this] { ReclaimLoop(); });
 }
 
@@ -26,23 +32,57 @@ void DeferredRetirer::Retire(const Domain& owner, absl::Span<const Mfn> frames)
     ABSL_NO_THREAD_SAFETY_ANALYSIS {
   if (frames.empty()) return;
   const DomainId domain = owner.id();
-  {
-    MutexLock lock(&mu_);
-    std::vector<Mfn>& queue = queues_[domain];
-    if (queue.size() + frames.size() <= options_.queue_capacity) {
-      queue.insert(queue.end(), frames.begin(), frames.end());
-      pending_ += frames.size();
-      work_.notify_one();
-      return;
-    }
-    ++fallbacks_;
+  std::unique_lock<std::mutex> lock(mu_.native());
+  std::vector<Mfn>& queue = queues_[domain];
+  queue.insert(queue.end(), frames.begin(), frames.end());
+  pending_ += frames.size();
+  if (queue.size() <= options_.queue_capacity && pending_ <= max_pending_) {
+    work_.notify_one();
+    return;
   }
-  // Queue full: no memory to defer with, so make sure now. The caller holds
-  // the domain's lock, which no pCPU needs to reach an interrupt window.
+  // Too much deferred: the caller pays for this domain's queue now. It
+  // holds the domain's lock, which no pCPU needs to reach an interrupt
+  // window.
+  ++fallbacks_;
+  FreeExpeditedLocked(domain, TakeQueueLocked(domain), lock);
+}
+
+void DeferredRetirer::FreeExpeditedLocked(DomainId domain,
+                                          std::vector<Mfn> batch,
+                                          std::unique_lock<std::mutex>& lock)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  if (batch.empty()) return;
+  const uint64_t id = next_batch_id_++;
+  auto it = in_flight_.emplace(id, InFlight{domain, std::move(batch)}).first;
+  lock.unlock();
   grace_->SynchronizeExpedited(domain);
-  MutexLock lock(&mu_);
+  lock.lock();
   ++grace_periods_;
-  FreeAll(std::vector<Mfn>(frames.begin(), frames.end()));
+  it = in_flight_.find(id);
+  FreeAll(it->second.frames);
+  pending_ -= it->second.frames.size();
+  in_flight_.erase(it);
+  batch_done_.notify_all();
+}
+
+uint64_t DeferredRetirer::Reclaim() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  std::unique_lock<std::mutex> lock(mu_.native());
+  const uint64_t freed_before = frames_freed_;
+  // Batches begun before this call: the reclaimer's are on their way.
+  const uint64_t older_than = next_batch_id_;
+  while (!queues_.empty()) {
+    const DomainId domain = queues_.begin()->first;
+    FreeExpeditedLocked(domain, TakeQueueLocked(domain), lock);
+  }
+  batch_done_.wait(lock, [&] {
+    for (const auto& [id, unused] : in_flight_) {
+      if (id < older_than) return false;
+    }
+    return true;
+  });
+  const uint64_t freed = frames_freed_ - freed_before;
+  if (freed > 0) ++reclaims_;
+  return freed;
 }
 
 std::vector<Mfn> DeferredRetirer::TakeQueueLocked(DomainId domain) {
@@ -137,6 +177,11 @@ uint64_t DeferredRetirer::grace_periods() const {
 uint64_t DeferredRetirer::fallbacks() const {
   MutexLock lock(&mu_);
   return fallbacks_;
+}
+
+uint64_t DeferredRetirer::reclaims() const {
+  MutexLock lock(&mu_);
+  return reclaims_;
 }
 
 uint64_t DeferredRetirer::frames_freed() const {

@@ -7,9 +7,17 @@
 //   reclaimer thread    takes all of D's queue as one batch, runs ONE grace
 //                       period for D, frees the batch. A grace period thus
 //                       serves everything queued before it began.
-//   queue full          Retire() falls back to an expedited (IPI) grace
-//                       period and frees those frames at once (Linux
-//                       tlb_remove_table_sync_one): progress without memory.
+//   queue full          when D's queue would pass queue_capacity, or all
+//                       queues together max_pending, Retire() makes its
+//                       caller pay: an expedited (IPI) grace period for D,
+//                       then D's queue and the new frames are freed at once
+//                       (Linux tlb_remove_table_sync_one). Pending frees
+//                       stay bounded relative to the pool, and the updater
+//                       slows down instead of failing.
+//   Reclaim()           memory pressure: every queue is freed after an
+//                       expedited grace period of its domain, and batches
+//                       the reclaimer holds are waited for. The allocation
+//                       path calls it before it reports the pool exhausted.
 //   Drain(D)            frees everything queued for D after a grace period
 //                       (rcu_barrier for one domain); destroy calls it.
 //
@@ -24,6 +32,7 @@
 #define HVMM_GRACE_DEFERRED_RETIRER_H_
 
 #include <condition_variable>
+#include <mutex>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -42,6 +51,9 @@ class DeferredRetirer final : public FrameRetirer {
   struct Options {
     // Frames one domain may have queued; beyond it, Retire() falls back.
     uint64_t queue_capacity = 4096;
+    // Frames all domains together may have pending; beyond it, Retire()
+    // falls back. 0: an eighth of the allocator's frames.
+    uint64_t max_pending = 0;
   };
 
   // Starts the reclaimer thread. `allocator` and `grace` must outlive this.
@@ -52,18 +64,25 @@ class DeferredRetirer final : public FrameRetirer {
 
   void Retire(const Domain& domain, absl::Span<const Mfn> frames) override;
   void Drain(DomainId domain) override;
+  uint64_t Reclaim() override;
   uint64_t pending_frames() const override;
   void ForEachPending(absl::FunctionRef<void(Mfn)> fn,
                       absl::FunctionRef<void()> then) const override;
 
   uint64_t grace_periods() const;   // Run by the reclaimer and Drain.
   uint64_t fallbacks() const;       // Queue-full expedited frees.
+  uint64_t reclaims() const;        // Reclaim() calls that freed frames.
   uint64_t frames_freed() const;
 
  private:
   void ReclaimLoop();
   // Takes the whole queue of `domain`.
   std::vector<Mfn> TakeQueueLocked(DomainId domain)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Frees `batch` of `domain` after an expedited grace period, run with
+  // mu_ released; the batch stays in flight (pending) meanwhile.
+  void FreeExpeditedLocked(DomainId domain, std::vector<Mfn> batch,
+                           std::unique_lock<std::mutex>& lock)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Frees under mu_, so that the audit never sees a frame between pending
   // and free.
@@ -73,6 +92,7 @@ class DeferredRetirer final : public FrameRetirer {
   FrameAllocator* const allocator_;
   GracePeriods* const grace_;
   const Options options_;
+  const uint64_t max_pending_;
 
   mutable Mutex mu_;
   std::condition_variable work_;
@@ -81,6 +101,7 @@ class DeferredRetirer final : public FrameRetirer {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t grace_periods_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t fallbacks_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t reclaims_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t frames_freed_ ABSL_GUARDED_BY(mu_) = 0;
   // Batches taken from a queue and waiting for their grace period; still
   // pending for the audit, pending_frames() and Drain().

@@ -121,6 +121,12 @@ absl::StatusOr<uint32_t> MemoryManager::AllocateIntoLocked(
   uint32_t stamp = 0;
   for (uint64_t i = 0; i < count; ++i) {
     absl::StatusOr<Mfn> mfn = allocator_.Allocate();
+    // Frames waiting for a grace period are not in use: reclaim them before
+    // calling the pool exhausted (DESIGN §5, memory pressure).
+    while (!mfn.ok() && retirer_->pending_frames() > 0 &&
+           retirer_->Reclaim() > 0) {
+      mfn = allocator_.Allocate();
+    }
     if (!mfn.ok()) {
       // Never adopted nor visible: back to the pool without a trace.
       for (size_t j = first; j < out->size(); ++j) {

@@ -41,6 +41,12 @@ class FrameRetirer {
   // allocator (rcu_barrier for one domain).
   virtual void Drain(DomainId domain) = 0;
 
+  // Memory pressure: frees now every frame retired so far whose wait can be
+  // cut short (an expedited grace period), and waits for those already on
+  // their way. Returns how many frames reached the allocator meanwhile.
+  // May be called with a domain lock held (the allocation path does).
+  virtual uint64_t Reclaim() = 0;
+
   // Frames retired and not yet freed.
   virtual uint64_t pending_frames() const = 0;
 
@@ -60,6 +66,7 @@ class ImmediateRetirer final : public FrameRetirer {
     for (Mfn mfn : frames) allocator_->Free(mfn);
   }
   void Drain(DomainId domain) override {}
+  uint64_t Reclaim() override { return 0; }
   uint64_t pending_frames() const override { return 0; }
   void ForEachPending(absl::FunctionRef<void(Mfn)> fn,
                       absl::FunctionRef<void()> then) const override {

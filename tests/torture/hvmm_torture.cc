@@ -41,7 +41,7 @@ ABSL_FLAG(bool, allow_unsafe, false, "allow --policy=assisted-unsafe");
 ABSL_FLAG(std::string, domain_policies, "",
           "per-domain policy overrides, comma-separated, cycled over the "
           "domains (empty: every domain runs --policy)");
-ABSL_FLAG(int, retype_lag, 8,
+ABSL_FLAG(int, retype_lag, 2,
           "a released table is retyped to writable this many retype "
           "operations of its domain later (0: at once)");
 ABSL_FLAG(int, updaters, 2, "updater threads (each owns some domains)");
@@ -114,10 +114,11 @@ void Report(TortureRig& rig, const TortureOptions& o, double elapsed) {
               (unsigned long)g.tlb_misses, (unsigned long)g.faults,
               (unsigned long)g.vcpu_switches);
   std::printf("flushes: ipi %lu  assisted %lu  ipis sent %lu  forced-ipi %lu  "
-              "queue-full fallbacks %lu\n",
+              "queue-full fallbacks %lu  pressure reclaims %lu\n",
               (unsigned long)f.ipi_flushes, (unsigned long)f.assisted_flushes,
               (unsigned long)rig.engine().ipi_backend().ipis_sent(),
-              (unsigned long)f.forced_ipis, (unsigned long)deferred.fallbacks());
+              (unsigned long)f.forced_ipis, (unsigned long)deferred.fallbacks(),
+              (unsigned long)deferred.reclaims());
   std::printf("grace periods: %lu  p50 <= %lu ns  p99 <= %lu ns  "
               "(retype %lu, retirer %lu)  retypes already clear: %lu\n",
               (unsigned long)grace.completed(),
@@ -140,17 +141,29 @@ void Report(TortureRig& rig, const TortureOptions& o, double elapsed) {
               "tlb clock: period %u time %u\n",
               (unsigned long)leaked, (unsigned long)u.pool_empty.load(),
               rig.mm().clock().period(), rig.mm().clock().Now());
-  std::printf("updater ops: %lu (%.0f/s): maps %lu unmaps %lu retypes %lu "
-              "allocs %lu recreates %lu\n",
+  std::printf("updater ops: %lu (%.0f/s)  former tables retyped: %lu  "
+              "walk pointer re-reads: %lu\n",
               (unsigned long)u.ops.load(), u.ops.load() / elapsed,
-              (unsigned long)u.maps.load(), (unsigned long)u.unmaps.load(),
-              (unsigned long)u.retypes.load(), (unsigned long)u.allocs.load(),
-              (unsigned long)u.recreates.load());
+              (unsigned long)u.retypes.load(), (unsigned long)g.walk_retries);
+  std::string ops = "ops done/skipped:";
+  std::string never;
+  for (int i = 0; i < kOpCount; ++i) {
+    absl::StrAppend(&ops, " ", OpName(static_cast<Op>(i)), " ",
+                    u.done[i].load(), "/", u.skipped[i].load());
+    if (u.done[i].load() == 0) absl::StrAppend(&never, never.empty() ? "" : ",",
+                                                OpName(static_cast<Op>(i)));
+  }
+  std::printf("%s\n", ops.c_str());
   const uint64_t violations = g.existence_violations + g.coherence_violations;
   if (violations > 0) Fail(absl::StrCat(violations, " violations"));
   if (leaked > 0) Fail(absl::StrCat(leaked, " leaked frames"));
   if (u.pool_empty.load() > 0) Fail("the free pool ran empty");
   if (g.walks == 0 || u.ops.load() == 0) Fail("nothing ran");
+  // The oracle sees only what runs: a long enough run must have driven
+  // every kind of operation at least once.
+  if (u.ops.load() >= 20000 && !never.empty()) {
+    Fail(absl::StrCat("operations never completed: ", never));
+  }
   std::printf("hvmm-torture: SUCCESS\n");
 }
 

@@ -12,6 +12,7 @@ namespace {
 
 constexpr uint64_t kWindowBase = uint64_t{1} << 30;
 constexpr uint64_t kRw = kPtePresent | kPteUser | kPteWritable;
+constexpr uint64_t kRo = kPtePresent | kPteUser;
 
 // The failpoint: a walker that holds a pointer to a table, its generation
 // recorded, stalls before reading it (the seed bug's window, and only it).
@@ -114,7 +115,11 @@ absl::Status TortureRig::CreateSlot(int i) {
     return s;
   }
   (void)mm_->MapRange(*id, Vaddr(kWindowBase), options_.window_pages / 2, true);
-  slots_[i] = Slot{*id, (*scratch)[0], {}};
+  Slot slot;
+  slot.id = *id;
+  slot.root = *mm_->GetDomainInfo(*id)->root;
+  slot.scratch_l1 = (*scratch)[0];
+  slots_[i] = std::move(slot);
   WorkloadConfig w;
   w.ranges = {{Vaddr(kWindowBase), options_.window_pages}};
   run_queue_.AddDomain(mm_->FindDomain(*id), w,
@@ -122,40 +127,191 @@ absl::Status TortureRig::CreateSlot(int i) {
   return absl::OkStatus();
 }
 
-void TortureRig::CountPoolEmpty(const absl::Status& s) {
+bool TortureRig::CountPoolEmpty(const absl::Status& s) {
   if (s.code() == absl::StatusCode::kResourceExhausted &&
       s.message().find("pool") != std::string::npos) {
     stats_.pool_empty.fetch_add(1);
   }
+  return s.ok();
 }
 
-void TortureRig::Retype(Slot& slot, Vaddr va) {
-  absl::StatusOr<WalkResult> w =
-      mm_->Walk(slot.id, VcpuId(0), va, Access::kRead);
-  if (w.ok() && w->tables_read == 4) {
-    const Mfn l2 = w->tables[2], l1 = w->tables[3];
-    std::vector<Mfn> data;
-    for (uint32_t i = 0; i < kEntriesPerTable; ++i) {
-      const uint64_t e = mm_->frame_table().entries(l1)[i].load();
-      if (PtePresent(e)) data.push_back(PteMfn(e));
-    }
-    if (mm_->MmuUpdate(slot.id, {{l2, va.TableIndex(Level::kL2), 0}}).ok()) {
-      std::sort(data.begin(), data.end());
-      data.erase(std::unique(data.begin(), data.end()), data.end());
-      (void)mm_->DecreaseReservation(slot.id, data);
-      slot.released_l1s.push_back(l1);
+const char* OpName(Op op) {
+  static const char* const kNames[kOpCount] = {
+      "map",           "unmap",           "unhook",
+      "retype-lagged", "unhook+retype",   "writable->table",
+      "table-ro",      "pin-retype",      "base-pointer",
+      "decrease-former", "alloc",         "recreate"};
+  return kNames[static_cast<int>(op)];
+}
+
+namespace {
+
+// Percent of Step() calls per Op, in Op order (sums to 100).
+constexpr int kOpWeights[kOpCount] = {36, 28, 6, 4, 5, 4, 4, 3, 3, 2, 4, 1};
+
+Op PickOp(std::mt19937_64& rng) {
+  int r = static_cast<int>(rng() % 100);
+  for (int i = 0; i < kOpCount; ++i) {
+    if ((r -= kOpWeights[i]) < 0) return static_cast<Op>(i);
+  }
+  return Op::kMap;
+}
+
+// The walk through `va` under the domain's lock, if it reaches a data page.
+std::optional<WalkResult> MappedWalk(MemoryManager& mm, DomainId d, Vaddr va,
+                                     Access access = Access::kRead) {
+  absl::StatusOr<WalkResult> w = mm.Walk(d, VcpuId(0), va, access);
+  if (!w.ok() || !w->ok() || w->tables_read != 4) return std::nullopt;
+  return *w;
+}
+
+}  // namespace
+
+std::vector<Mfn> TortureRig::EntryTargets(Mfn table) const {
+  std::vector<Mfn> out;
+  for (uint32_t i = 0; i < kEntriesPerTable; ++i) {
+    const uint64_t e = mm_->frame_table().entries(table)[i].load();
+    if (PtePresent(e)) out.push_back(PteMfn(e));
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+bool TortureRig::Unhook(Slot& slot, Vaddr va) {
+  std::optional<WalkResult> w = MappedWalk(*mm_, slot.id, va);
+  if (!w) return false;
+  const Mfn l2 = w->tables[2], l1 = w->tables[3];
+  // One batch: clear the table's entries, then unhook it.
+  std::vector<EntryUpdate> batch;
+  for (uint32_t i = 0; i < kEntriesPerTable; ++i) {
+    if (PtePresent(mm_->frame_table().entries(l1)[i].load())) {
+      batch.push_back({l1, i, 0});
     }
   }
-  if (slot.released_l1s.size() <= static_cast<size_t>(options_.retype_lag)) {
-    return;
+  const std::vector<Mfn> data = EntryTargets(l1);
+  batch.push_back({l2, va.TableIndex(Level::kL2), 0});
+  if (!mm_->MmuUpdate(slot.id, batch).ok()) return false;
+  // Data frames mapped only here are now unreferenced; others refuse.
+  for (Mfn m : data) (void)mm_->DecreaseReservation(slot.id, {m});
+  slot.released.push_back(l1);
+  return true;
+}
+
+bool TortureRig::RetypeLagged(Slot& slot) {
+  if (slot.released.size() <= static_cast<size_t>(options_.retype_lag)) {
+    return false;
   }
-  const Mfn old = slot.released_l1s.front();
-  slot.released_l1s.pop_front();
-  if (mm_->MmuUpdate(slot.id, {{slot.scratch_l1, 0, MakePte(old, kRw)}}).ok()) {
+  const Mfn old = slot.released.front();
+  slot.released.pop_front();
+  const bool retyped =
+      mm_->MmuUpdate(slot.id, {{slot.scratch_l1, 0, MakePte(old, kRw)}}).ok();
+  if (retyped) {
     stats_.retypes.fetch_add(1);
     (void)mm_->MmuUpdate(slot.id, {{slot.scratch_l1, 0, 0}});
   }
   (void)mm_->DecreaseReservation(slot.id, {old});
+  return retyped;
+}
+
+bool TortureRig::UnhookAndRetype(Slot& slot, Vaddr va) {
+  std::optional<WalkResult> w = MappedWalk(*mm_, slot.id, va);
+  if (!w) return false;
+  const Mfn l2 = w->tables[2], l1 = w->tables[3];
+  const std::vector<Mfn> data = EntryTargets(l1);
+  // ONE batch: unhook the table, and map it writable (a retype).
+  if (!mm_->MmuUpdate(slot.id, {{l2, va.TableIndex(Level::kL2), 0},
+                                {slot.scratch_l1, 0, MakePte(l1, kRw)}})
+           .ok()) {
+    return false;
+  }
+  stats_.retypes.fetch_add(1);
+  (void)mm_->MmuUpdate(slot.id, {{slot.scratch_l1, 0, 0}});
+  for (Mfn m : data) (void)mm_->DecreaseReservation(slot.id, {m});
+  (void)mm_->DecreaseReservation(slot.id, {l1});
+  return true;
+}
+
+bool TortureRig::WritableToTable(Slot& slot, Vaddr va) {
+  std::optional<WalkResult> w = MappedWalk(*mm_, slot.id, va, Access::kWrite);
+  if (!w) return false;
+  const Mfn l2 = w->tables[2], l1 = w->tables[3], page = w->mfn;
+  // An empty L2 slot: in the window if one is free (walkers then walk the
+  // new table), else just above it.
+  const uint32_t first = Vaddr(kWindowBase).TableIndex(Level::kL2);
+  const uint32_t window_slots =
+      static_cast<uint32_t>((options_.window_pages + 511) / 512);
+  std::optional<uint32_t> k;
+  for (uint32_t i = first; i < first + window_slots + 8 && !k; ++i) {
+    if (!PtePresent(mm_->frame_table().entries(l2)[i].load())) k = i;
+  }
+  if (!k) return false;
+  // ONE batch: drop the writable mapping, hook the page in as an L1.
+  return mm_->MmuUpdate(slot.id, {{l1, va.TableIndex(Level::kL1), 0},
+                                  {l2, *k, MakePte(page, kRw)}})
+      .ok();
+}
+
+bool TortureRig::TableReadOnly(Slot& slot, Vaddr va, Vaddr other) {
+  std::optional<WalkResult> w = MappedWalk(*mm_, slot.id, va);
+  std::optional<WalkResult> o = MappedWalk(*mm_, slot.id, other);
+  if (!w || !o) return false;
+  const Mfn l1 = w->tables[3], target = o->tables[3];
+  for (uint32_t i = 0; i < kEntriesPerTable; ++i) {
+    const uint32_t j = (va.TableIndex(Level::kL1) + i) % kEntriesPerTable;
+    if (PtePresent(mm_->frame_table().entries(l1)[j].load())) continue;
+    return mm_->MmuUpdate(slot.id, {{l1, j, MakePte(target, kRo)}}).ok();
+  }
+  return false;
+}
+
+bool TortureRig::PinRetype(Slot& slot, std::mt19937_64& rng) {
+  if (slot.released.empty()) return false;
+  const Mfn t = slot.released.back();
+  const Level level = static_cast<Level>(1 + rng() % 3);
+  const PageType before = mm_->InspectFrame(t)->type;
+  if (!mm_->PinTable(slot.id, t, level).ok()) return false;
+  if (before != TableTypeFor(level)) stats_.retypes.fetch_add(1);
+  return mm_->UnpinTable(slot.id, t).ok();
+}
+
+bool TortureRig::BasePointer(Slot& slot) {
+  const VcpuId v(options_.vcpus - 1);
+  if (slot.alt_root) {
+    // Back to the domain's root; the alternate one leaves as a table.
+    const Mfn alt = *slot.alt_root;
+    if (!mm_->SetBasePointer(slot.id, v, slot.root).ok()) return false;
+    slot.alt_root.reset();
+    return mm_->DecreaseReservation(slot.id, {alt}).ok();
+  }
+  absl::StatusOr<std::vector<Mfn>> f = mm_->IncreaseReservation(slot.id, 1);
+  if (!CountPoolEmpty(f.status())) return false;
+  const Mfn alt = (*f)[0];
+  std::vector<EntryUpdate> copy;
+  for (uint32_t i = 0; i < kEntriesPerTable; ++i) {
+    const uint64_t e = mm_->frame_table().entries(slot.root)[i].load();
+    if (PtePresent(e)) copy.push_back({alt, i, e});
+  }
+  if (!mm_->PinTable(slot.id, alt, Level::kL4).ok() ||
+      (!copy.empty() && !mm_->MmuUpdate(slot.id, copy).ok()) ||
+      !mm_->SetBasePointer(slot.id, v, alt).ok()) {
+    (void)mm_->UnpinTable(slot.id, alt);
+    (void)mm_->DecreaseReservation(slot.id, {alt});
+    return false;
+  }
+  (void)mm_->UnpinTable(slot.id, alt);  // The base pointer holds it now.
+  slot.alt_root = alt;
+  return true;
+}
+
+bool TortureRig::DecreaseFormer(Slot& slot) {
+  // Like a retype, --retype-lag operations after the release.
+  if (slot.released.size() <= static_cast<size_t>(options_.retype_lag)) {
+    return false;
+  }
+  const Mfn t = slot.released.front();
+  slot.released.pop_front();
+  return mm_->DecreaseReservation(slot.id, {t}).ok();
 }
 
 absl::Status TortureRig::Step(absl::Span<const int> mine,
@@ -163,36 +319,73 @@ absl::Status TortureRig::Step(absl::Span<const int> mine,
   const uint64_t window = options_.window_pages;
   const int i = mine[rng() % mine.size()];
   Slot& slot = slots_[i];
-  const Vaddr va(kWindowBase + (rng() % window) * kPageSize);
+  auto random_va = [&] {
+    return Vaddr(kWindowBase + (rng() % window) * kPageSize);
+  };
+  const Vaddr va = random_va();
   const uint64_t room = window - (va.value() - kWindowBase) / kPageSize;
-  const int dice = static_cast<int>(rng() % 100);
-  if (dice < 45) {
-    CountPoolEmpty(mm_->MapRange(slot.id, va,
-                                 std::min<uint64_t>(room, 1 + rng() % 32),
-                                 rng() % 4 != 0)
-                       .status());
-    stats_.maps.fetch_add(1);
-  } else if (dice < 85) {
-    (void)mm_->UnmapRange(slot.id, va, std::min<uint64_t>(room, 1 + rng() % 96));
-    stats_.unmaps.fetch_add(1);
-  } else if (dice < 95) {
-    Retype(slot, va);
-  } else if (dice < 99) {
-    absl::StatusOr<std::vector<Mfn>> f =
-        mm_->IncreaseReservation(slot.id, 1 + rng() % 4);
-    CountPoolEmpty(f.status());
-    if (f.ok()) (void)mm_->DecreaseReservation(slot.id, *f);
-    stats_.allocs.fetch_add(1);
-  } else {
-    run_queue_.RemoveDomain(slot.id);
-    if (absl::Status s = mm_->DestroyDomain(slot.id); !s.ok()) {
-      return absl::InternalError(absl::StrCat("destroy failed: ", s.message()));
+  const Op op = PickOp(rng);
+  bool done = false;
+  switch (op) {
+    case Op::kMap:
+      done = CountPoolEmpty(mm_->MapRange(slot.id, va,
+                                          std::min<uint64_t>(room, 1 + rng() % 32),
+                                          rng() % 4 != 0)
+                                .status());
+      break;
+    case Op::kUnmap:
+      done = mm_->UnmapRange(slot.id, va,
+                             std::min<uint64_t>(room, 1 + rng() % 96))
+                 .ok();
+      break;
+    case Op::kUnhook:
+      // Half the window is mapped at best: a few tries find a table.
+      for (int tries = 0; tries < 4 && !done; ++tries) {
+        done = Unhook(slot, tries == 0 ? va : random_va());
+      }
+      break;
+    case Op::kRetypeLagged:
+      done = RetypeLagged(slot);
+      break;
+    case Op::kUnhookAndRetype:
+      done = UnhookAndRetype(slot, va);
+      break;
+    case Op::kWritableToTable:
+      done = WritableToTable(slot, va);
+      break;
+    case Op::kTableReadOnly:
+      done = TableReadOnly(slot, va, random_va());
+      break;
+    case Op::kPinRetype:
+      done = PinRetype(slot, rng);
+      break;
+    case Op::kBasePointer:
+      done = BasePointer(slot);
+      break;
+    case Op::kDecreaseFormer:
+      done = DecreaseFormer(slot);
+      break;
+    case Op::kAlloc: {
+      absl::StatusOr<std::vector<Mfn>> f =
+          mm_->IncreaseReservation(slot.id, 1 + rng() % 4);
+      done = CountPoolEmpty(f.status());
+      if (done) (void)mm_->DecreaseReservation(slot.id, *f);
+      break;
     }
-    if (absl::Status s = CreateSlot(i); !s.ok()) {
-      return absl::InternalError(absl::StrCat("re-create failed: ", s.message()));
-    }
-    stats_.recreates.fetch_add(1);
+    case Op::kRecreate:
+      run_queue_.RemoveDomain(slot.id);
+      if (absl::Status s = mm_->DestroyDomain(slot.id); !s.ok()) {
+        return absl::InternalError(
+            absl::StrCat("destroy failed: ", s.message()));
+      }
+      if (absl::Status s = CreateSlot(i); !s.ok()) {
+        return absl::InternalError(
+            absl::StrCat("re-create failed: ", s.message()));
+      }
+      done = true;
+      break;
   }
+  (done ? stats_.done : stats_.skipped)[static_cast<int>(op)].fetch_add(1);
   stats_.ops.fetch_add(1);
   return absl::OkStatus();
 }

@@ -2,15 +2,30 @@
 //
 // Builds a MemoryManager and a FlushEngine, runs a GuestCpu (TLB uses and
 // lockless walks with the oracle's checks) on every pCPU, and creates the
-// domains. Updater threads then call Step(): one random operation on one of
-// their domains:
-//   45%  map a range (1..32 pages; 3 in 4 writable)
-//   40%  unmap a range (1..96 pages): tables are unhooked and retired
-//   10%  retype: unhook the L1 under a random address (kept, released as a
-//        table), and retype the table released --retype-lag retypes ago to
-//        writable through a pinned scratch L1, then release it
-//    4%  allocate 1..4 frames and release them
-//    1%  destroy the domain and create it again
+// domains. Updater threads then call Step(): one random operation (Op) on
+// one of their domains. The operations are every kind of change the mm
+// exposes, in the shapes the safety issue found holes in; each one's mix
+// weight is in kOpWeights (torture_rig.cc) and docs/TORTURE.md:
+//   map, unmap          ranges (1..32 and 1..96 pages; 3 in 4 writable);
+//                       unmaps unhook and retire tables
+//   unhook              one batch clears an L1's entries and unhooks it; its
+//                       data frames are released; the table stays owned,
+//                       released, and queued for the ops below
+//   retype-lagged       the table released --retype-lag retypes ago is
+//                       mapped writable through the pinned scratch L1 (a
+//                       retype of a former table), unmapped, released
+//   unhook+retype       ONE batch unhooks an L1 and maps it writable
+//   writable->table     ONE batch drops a writable page's mapping and hooks
+//                       the page in as an L1
+//   table read-only     an L1 maps an L1 read-only (later unmaps, and the
+//                       release of a former table through it, free it)
+//   pin-retype          a released table is pinned as another level (a
+//                       table-to-table retype) and unpinned
+//   base-pointer        vCPU 1 moves to an alternate root sharing the L3s,
+//                       or back, and the alternate root is released
+//   decrease-former     a released table is returned to the pool as one
+//   alloc               allocate 1..4 frames and release them
+//   recreate            destroy the domain under load and create it again
 // Finish() destroys every domain and stops the pCPUs; afterwards the pool
 // must be whole.
 //
@@ -24,6 +39,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -51,14 +67,36 @@ struct TortureOptions {
   uint64_t window_pages = 2048;  // Each domain's address window.
   uint64_t walk_delay_ns = 0;    // Failpoint between a walker's reads.
   uint64_t hypercall_ns = 2000;  // Assisted flush latency.
-  int retype_lag = 8;
+  int retype_lag = 2;
   uint32_t tlb_clock_start = 1;  // Near 2^32: the TLB clock wraps in the run.
   uint64_t seed = 1;
 };
 
+enum class Op : uint8_t {
+  kMap,
+  kUnmap,
+  kUnhook,
+  kRetypeLagged,
+  kUnhookAndRetype,
+  kWritableToTable,
+  kTableReadOnly,
+  kPinRetype,
+  kBasePointer,
+  kDecreaseFormer,
+  kAlloc,
+  kRecreate,
+};
+inline constexpr int kOpCount = 12;
+const char* OpName(Op op);
+
 struct UpdaterStats {
-  std::atomic<uint64_t> ops{0}, maps{0}, unmaps{0}, retypes{0}, allocs{0},
-      recreates{0}, pool_empty{0};
+  std::atomic<uint64_t> ops{0}, pool_empty{0};
+  // Per Op: calls that changed something, and calls that found nothing to
+  // do or were refused (a legal refusal: a type conflict, a full quota).
+  std::atomic<uint64_t> done[kOpCount] = {};
+  std::atomic<uint64_t> skipped[kOpCount] = {};
+  // Former page tables that took another type (every path).
+  std::atomic<uint64_t> retypes{0};
 };
 
 class TortureRig {
@@ -97,16 +135,30 @@ class TortureRig {
  private:
   struct Slot {
     DomainId id{0};
+    Mfn root{0};
     Mfn scratch_l1{0};  // A pinned L1 outside the root: retype target slots.
-    // Unhooked L1 tables, still owned, oldest first.
-    std::deque<Mfn> released_l1s;
+    // Released page tables with no entries, still owned, oldest first.
+    std::deque<Mfn> released;
+    // vCPU 1's alternate root while it runs on one (else none).
+    std::optional<Mfn> alt_root;
   };
 
   explicit TortureRig(const TortureOptions& options);
   Policy SlotPolicy(int i) const;
   absl::Status CreateSlot(int i);
-  void Retype(Slot& slot, Vaddr va);
-  void CountPoolEmpty(const absl::Status& s);
+  // The operations; each returns whether it changed something.
+  bool Unhook(Slot& slot, Vaddr va);
+  bool RetypeLagged(Slot& slot);
+  bool UnhookAndRetype(Slot& slot, Vaddr va);
+  bool WritableToTable(Slot& slot, Vaddr va);
+  bool TableReadOnly(Slot& slot, Vaddr va, Vaddr other);
+  bool PinRetype(Slot& slot, std::mt19937_64& rng);
+  bool BasePointer(Slot& slot);
+  bool DecreaseFormer(Slot& slot);
+  // The frames the present entries of `table` point at, once each.
+  std::vector<Mfn> EntryTargets(Mfn table) const;
+  // Counts a pool-empty failure; returns s.ok().
+  bool CountPoolEmpty(const absl::Status& s);
 
   const TortureOptions options_;
   uint64_t walk_delay_ns_;  // The failpoint's argument.
