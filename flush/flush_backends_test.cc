@@ -98,7 +98,12 @@ TEST_F(BackendTest, IpiWaitsUntilTheTargetEnablesInterrupts) {
     ipi.Flush({Cpus({0, 2}), {FlushScope::Domain(kDom)}, 1});
     returned.store(true);
   });
-  std::this_thread::sleep_for(milliseconds(50));
+  // Until the flush returns, or pCPU 0 has served its IPI while pCPU 2's
+  // is still pending: then the flush must be waiting.
+  while (!returned.load() &&
+         !(raw_[0]->ipis_served() == 1 && raw_[2]->ipi_pending())) {
+    std::this_thread::yield();
+  }
   EXPECT_FALSE(returned.load()) << "IPI completed while a walk was running";
   EXPECT_EQ(raw_[2]->ipis_served(), 0u);
   Unstall();

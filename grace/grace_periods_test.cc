@@ -1,7 +1,6 @@
 #include "grace/grace_periods.h"
 
 #include <atomic>
-#include <chrono>
 #include <thread>
 
 #include "grace/testing/parked_reader.h"
@@ -10,7 +9,6 @@
 namespace hvmm {
 namespace {
 
-using std::chrono::milliseconds;
 using ::hvmm::testing::ParkedReaders;
 
 const DomainId kD(1), kE(2);
@@ -23,34 +21,59 @@ TEST(GracePeriodsTest, NoReadersNoWait) {
   EXPECT_EQ(grace.completed(), 2u);
 }
 
-// Runs `gp` on another thread; checks it is still waiting after 50 ms, then
-// releases the reader and checks it finishes.
+// Runs `gp` on another thread until it returns or is seen waiting for the
+// reader on `cpu` (a grace period waiting, or an IPI pending there); checks
+// that it did not return, releases the reader and checks that it finishes.
+// No sleep decides anything.
 template <typename Gp>
-void ExpectWaitsForReader(ParkedReaders& readers, int cpu, Gp gp) {
+void ExpectWaitsForReader(ParkedReaders& readers, GracePeriods& grace,
+                          int cpu, Gp gp) {
   std::atomic<bool> done{false};
   std::thread t([&] {
     gp();
     done.store(true);
   });
-  std::this_thread::sleep_for(milliseconds(50));
+  while (!done.load() && grace.waiting() == 0 &&
+         !readers.pcpus()[cpu]->ipi_pending()) {
+    std::this_thread::yield();
+  }
   EXPECT_FALSE(done.load()) << "grace period ended inside a read section";
   readers.Release(cpu);
   t.join();
   EXPECT_TRUE(done.load());
 }
 
+// The opposite: `gp` must return without waiting for the reader on `cpu`.
+template <typename Gp>
+void ExpectDoesNotWaitForReader(ParkedReaders& readers, GracePeriods& grace,
+                                int cpu, Gp gp) {
+  std::atomic<bool> done{false};
+  std::thread t([&] {
+    gp();
+    done.store(true);
+  });
+  while (!done.load() && grace.waiting() == 0 &&
+         !readers.pcpus()[cpu]->ipi_pending()) {
+    std::this_thread::yield();
+  }
+  EXPECT_TRUE(done.load()) << "waited for a reader it must not wait for";
+  readers.Release(cpu);
+  t.join();
+}
+
 TEST(GracePeriodsTest, WaitsForAReaderOfTheDomain) {
   ParkedReaders readers(3);
   GracePeriods grace(readers.pcpus());
   readers.Park(1, kD);
-  ExpectWaitsForReader(readers, 1, [&] { EXPECT_EQ(grace.Synchronize(kD), 1); });
+  ExpectWaitsForReader(readers, grace, 1,
+                       [&] { EXPECT_EQ(grace.Synchronize(kD), 1); });
 }
 
 TEST(GracePeriodsTest, ExpeditedWaitsForAReaderOfTheDomain) {
   ParkedReaders readers(3);
   GracePeriods grace(readers.pcpus());
   readers.Park(2, kD);
-  ExpectWaitsForReader(readers, 2, [&] {
+  ExpectWaitsForReader(readers, grace, 2, [&] {
     EXPECT_EQ(grace.SynchronizeExpedited(kD), 1);
   });
   EXPECT_EQ(grace.expedited(), 1u);
@@ -60,11 +83,10 @@ TEST(GracePeriodsTest, AnotherDomainsStalledReaderDoesNotDelay) {
   ParkedReaders readers(3);
   GracePeriods grace(readers.pcpus());
   readers.Park(0, kE);  // Stalled walker of E, indefinitely.
-  const auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(grace.Synchronize(kD), 0);
-  EXPECT_EQ(grace.SynchronizeExpedited(kD), 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1000));
-  readers.Release(0);
+  ExpectDoesNotWaitForReader(readers, grace, 0, [&] {
+    EXPECT_EQ(grace.Synchronize(kD), 0);
+    EXPECT_EQ(grace.SynchronizeExpedited(kD), 0);
+  });
 }
 
 TEST(GracePeriodsTest, ReadersThatStartAfterTheGracePeriodAreNotWaitedFor) {
@@ -79,14 +101,13 @@ TEST(GracePeriodsTest, ReadersThatStartAfterTheGracePeriodAreNotWaitedFor) {
     grace.Synchronize(kD);
     done.store(true);
   });
-  std::this_thread::sleep_for(milliseconds(50));  // The GP has begun.
+  while (grace.waiting() == 0) std::this_thread::yield();  // It has begun.
   readers.Park(2, kD);  // New reader, after the grace period began.
   readers.Release(1);
-  const auto deadline = std::chrono::steady_clock::now() + milliseconds(2000);
-  while (!done.load() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  EXPECT_TRUE(done.load()) << "waited for a reader that began after it";
+  // A grace period that waited for the new reader would never end here (the
+  // test would time out): reader 2 is released only after it returns.
+  while (!done.load()) std::this_thread::yield();
+  EXPECT_EQ(grace.completed(), 1u);
   readers.Release(2);
   t.join();
 }
@@ -120,12 +141,10 @@ TEST(GracePeriodsTest, PollWaitsOnlyForOlderReadersOfTheDomain) {
   readers.Park(2, kD);  // Began after the cookie: cannot see the unhook.
   EXPECT_FALSE(grace.PollState(kD, cookie)) << "pCPU 0 is still inside";
   readers.Release(0);
-  // Wait until pCPU 0 has left its section.
-  const auto deadline = std::chrono::steady_clock::now() + milliseconds(2000);
-  while (!grace.PollState(kD, cookie) &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(1));
-  }
+  // Once pCPU 0 has left its section the cookie has elapsed, whatever
+  // pCPU 2 does (a poll that counted pCPU 2 would never elapse: the test
+  // would time out).
+  while (readers.pcpus()[0]->section_seq() % 2 == 1) std::this_thread::yield();
   EXPECT_TRUE(grace.PollState(kD, cookie))
       << "a reader that began after the cookie kept it from elapsing";
   EXPECT_FALSE(grace.CondSynchronize(kD, cookie));
@@ -138,7 +157,7 @@ TEST(GracePeriodsTest, CondSynchronizeWaitsForAnOlderReader) {
   GracePeriods grace(readers.pcpus());
   readers.Park(1, kD);
   const uint64_t cookie = grace.GetState();
-  ExpectWaitsForReader(readers, 1, [&] {
+  ExpectWaitsForReader(readers, grace, 1, [&] {
     EXPECT_TRUE(grace.CondSynchronize(kD, cookie));
   });
   EXPECT_EQ(grace.completed(), 1u);

@@ -23,8 +23,13 @@ GuestCpu::Options Slices(uint32_t accesses) {
   return options;
 }
 
-// Two pCPUs run three vCPUs of two domains over stable mappings.
-TEST(GuestCpuTest, AccessesHitTheTlbAfterTheFirstWalkAndNothingIsViolated) {
+// Two pCPUs run three vCPUs of two domains over stable mappings: the TLB
+// serves almost every access and the oracle reports nothing. Then a page is
+// freed behind the guests' backs (no hooks: nothing flushes), and the
+// oracle sees the stale translations used: it neither invents violations
+// nor misses these. Both phases run until their count is reached, however
+// the pCPUs are scheduled.
+TEST(GuestCpuTest, AccessesHitTheTlbAndOnlyAStaleEntryIsAViolation) {
   auto mm = MakeMemoryManager(4096);
   const DomainId a = mm->CreateDomain({"a", 2, 1024}).value();
   const DomainId b = mm->CreateDomain({"b", 1, 1024}).value();
@@ -53,29 +58,41 @@ TEST(GuestCpuTest, AccessesHitTheTlbAfterTheFirstWalkAndNothingIsViolated) {
     GuestCpu* g = guests[i].get();
     pcpus[i]->Start([g](Pcpu& self) { return g->Step(self); });
   }
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(5);
   auto total = [&] {
     GuestCpuStats t;
     for (auto& g : guests) t.Add(g->stats());
     return t;
   };
-  while (total().accesses < 20000 &&
-         std::chrono::steady_clock::now() < deadline) {
+  while (total().accesses < 20000) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const GuestCpuStats stable = total();
+  // b's 16 pages are read-only and read; a's are read and written.
+  EXPECT_EQ(stable.faults, 0u) << "every page is mapped";
+  // 48 distinct pages: after the first walks, the TLB serves almost all.
+  EXPECT_GT(stable.tlb_hits, stable.tlb_misses * 10);
+  // Read while running: a pCPU may have counted its miss and not yet its
+  // walk.
+  EXPECT_LE(stable.tlb_misses - stable.walks, 2u);
+  EXPECT_GT(stable.vcpu_switches, 3u) << "round robin across the slices";
+  EXPECT_EQ(stable.existence_violations + stable.coherence_violations, 0u)
+      << "violations on mappings that never changed";
+
+  // Free every page with nothing flushed: each pCPU holds stale
+  // translations of the domain it is running, and its next access in the
+  // slice uses one. (A switch to the other domain drops them first only if
+  // the slice ends right there.) Wait for the opportunity, not for a time.
+  ASSERT_TRUE(mm->UnmapRange(a, Vaddr(0x400000), 32).ok());
+  ASSERT_TRUE(mm->UnmapRange(b, Vaddr(0x400000), 16).ok());
+  const uint64_t freed_at = total().accesses;
+  while (total().coherence_violations == 0 &&
+         total().accesses < freed_at + 100000) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   for (auto& p : pcpus) p->Stop();
   const GuestCpuStats t = total();
   guests.clear();  // Puts the running vCPUs back.
-
-  EXPECT_GE(t.accesses, 20000u);
-  EXPECT_EQ(t.faults, 0u) << "every page is mapped";
-  // 48 distinct pages: after the first walks, the TLB serves almost all.
-  EXPECT_GT(t.tlb_hits, t.tlb_misses * 10);
-  EXPECT_EQ(t.walks, t.tlb_misses);
-  EXPECT_GT(t.vcpu_switches, 3u) << "round robin across the slices";
-  EXPECT_EQ(t.existence_violations, 0u);
-  EXPECT_EQ(t.coherence_violations, 0u);
+  EXPECT_GT(t.coherence_violations, 0u) << "stale translations went unseen";
   EXPECT_EQ(run_queue.size(), 3) << "every vCPU is back in the run queue";
   // A pCPU leaves a domain's mask when it switches to another domain, so
   // each pCPU that ran is in exactly the mask of the domain it ran last.

@@ -23,7 +23,9 @@ void Domain::AdoptFrameLocked(const FrameTable& table, Mfn mfn) {
   HVMM_CHECK(info.owner.load(std::memory_order_relaxed) == 0 &&
              info.count == 0 && info.type_count == 0 && info.flags == 0)
       << mfn << " adopted while in use";
-  info.owner.store(id_.value(), std::memory_order_relaxed);
+  // Release: a lockless reader that sees the new owner also sees the
+  // generation bump of the frame's last free.
+  info.owner.store(id_.value(), std::memory_order_release);
   info.count = 1;
   info.set(kPageAllocated);
   info.link = static_cast<uint32_t>(owned_.size());
