@@ -79,90 +79,115 @@ TEST(FlushEngineTest, FreesFollowEachDomainsPolicy) {
   engine->Stop();
 }
 
+// An rcu engine over a small pool whose pCPU 1 can park inside a read
+// section of a domain, holding every grace period of that domain.
+class PressureTest : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kSmall = 64;
+
+  void Make(DeferredRetirer::Options deferred) {
+    mm_ = MakeMemoryManager(kSmall, /*shards=*/1);
+    FlushEngine::Options options;
+    options.pcpus = 2;
+    options.policy = Policy::kAssistedRcu;
+    options.deferred = deferred;
+    engine_ = FlushEngine::Create(mm_.get(), options).value();
+    engine_->Start([this](int cpu) -> Pcpu::Step {
+      if (cpu != 1) return &testing::PcpuSet::Idle;
+      return [this](Pcpu& self) {
+        const uint32_t d = park_.load();
+        if (d == 0) return false;
+        Pcpu::ReadSection section(self, DomainId(d));
+        parked_.store(true);
+        while (park_.load() == d) std::this_thread::yield();
+        parked_.store(false);
+        return true;
+      };
+    });
+  }
+  void Park(DomainId d) {
+    park_.store(d.value());
+    engine_->pcpus()[1]->Kick();
+    while (!parked_.load()) std::this_thread::yield();
+  }
+  void Release() { park_.store(0); }
+  void TearDown() override {
+    Release();
+    for (const DomainInfo& d : mm_->ListDomains()) {
+      ASSERT_TRUE(mm_->DestroyDomain(d.id).ok());
+    }
+    EXPECT_EQ(mm_->allocator().free_frames(), kSmall);
+    engine_->Stop();
+  }
+
+  std::unique_ptr<MemoryManager> mm_;
+  std::unique_ptr<FlushEngine> engine_;
+  std::atomic<uint32_t> park_{0};
+  std::atomic<bool> parked_{false};
+};
+
 // Memory pressure (safety issue §4). Frames waiting for a grace period are
 // not in use: an allocation that finds the pool empty while some are
-// pending reclaims them (an expedited grace period) instead of failing.
-// A reader of the domain holds the grace period until the reclaim's IPI
-// is seen waiting for it; the allocation then succeeds.
-TEST(FlushEngineTest, AnAllocationReclaimsPendingFreesBeforeFailing) {
-  constexpr uint64_t kSmall = 64;
-  auto mm = MakeMemoryManager(kSmall, /*shards=*/1);
-  FlushEngine::Options options;
-  options.pcpus = 2;
-  options.policy = Policy::kAssistedRcu;
-  options.deferred = {/*queue_capacity=*/kSmall, /*max_pending=*/kSmall};
-  auto engine = FlushEngine::Create(mm.get(), options).value();
-  std::atomic<uint32_t> park{0};
-  std::atomic<bool> parked{false};
-  engine->Start([&](int cpu) -> Pcpu::Step {
-    if (cpu != 1) return &testing::PcpuSet::Idle;
-    return [&](Pcpu& self) {
-      const uint32_t d = park.load();
-      if (d == 0) return false;
-      Pcpu::ReadSection section(self, DomainId(d));
-      parked.store(true);
-      while (park.load() == d) std::this_thread::yield();
-      parked.store(false);
-      return true;
-    };
-  });
-  const DomainId d = mm->CreateDomain({"d", 1, kSmall}).value();
-  std::vector<Mfn> all = mm->IncreaseReservation(d, kSmall - 1).value();
-  park.store(d.value());
-  engine->pcpus()[1]->Kick();
-  while (!parked.load()) std::this_thread::yield();
-  ASSERT_TRUE(mm->DecreaseReservation(d, all).ok());
-  ASSERT_EQ(engine->deferred_retirer().pending_frames(), kSmall - 1)
+// pending reclaims them instead of failing. The reader is released once the
+// allocation is seen reclaiming; the allocation then succeeds.
+TEST_F(PressureTest, AnAllocationReclaimsPendingFreesBeforeFailing) {
+  Make({/*queue_capacity=*/kSmall, /*max_pending=*/kSmall});
+  const DomainId d = mm_->CreateDomain({"d", 1, kSmall}).value();
+  std::vector<Mfn> all = mm_->IncreaseReservation(d, kSmall - 1).value();
+  Park(d);
+  ASSERT_TRUE(mm_->DecreaseReservation(d, all).ok());
+  ASSERT_EQ(engine_->deferred_retirer().pending_frames(), kSmall - 1)
       << "the reader holds every free";
-  ASSERT_EQ(mm->allocator().free_frames(), 0u);
+  ASSERT_EQ(mm_->allocator().free_frames(), 0u);
 
   std::atomic<bool> done{false};
   absl::Status status;
   std::thread allocate([&] {
-    status = mm->IncreaseReservation(d, 8).status();
+    status = mm_->IncreaseReservation(d, 8).status();
     done.store(true);
   });
-  while (!done.load() && !engine->pcpus()[1]->ipi_pending() &&
-         engine->grace().waiting() == 0) {
+  while (!done.load() && engine_->deferred_retirer().reclaiming() == 0) {
     std::this_thread::yield();
   }
-  park.store(0);
+  Release();
   allocate.join();
   EXPECT_TRUE(status.ok()) << status;
-  EXPECT_EQ(engine->deferred_retirer().reclaims(), 1u);
-  EXPECT_EQ(mm->GetDomainInfo(d).value().tot_pages, 1u + 8u);
+  EXPECT_EQ(engine_->deferred_retirer().reclaims(), 1u);
+  EXPECT_EQ(mm_->GetDomainInfo(d).value().tot_pages, 1u + 8u);
 
   // Frames really in use are RESOURCE_EXHAUSTED, with nothing pending.
-  engine->retirer().Drain(d);
-  const absl::Status full = mm->IncreaseReservation(d, kSmall).status();
+  engine_->retirer().Drain(d);
+  const absl::Status full = mm_->IncreaseReservation(d, kSmall).status();
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
-  ASSERT_TRUE(mm->Audit().ok()) << mm->Audit();
-  ASSERT_TRUE(mm->DestroyDomain(d).ok());
-  EXPECT_EQ(mm->allocator().free_frames(), kSmall);
-  engine->Stop();
+  ASSERT_TRUE(mm_->Audit().ok()) << mm_->Audit();
 }
 
 // Pending frees are bounded: past max_pending, Retire() makes the updater
-// free its domain's queue after an expedited grace period, at once.
-TEST(FlushEngineTest, PendingFreesAreBoundedWithBackpressure) {
-  auto mm = MakeMemoryManager(kFrames);
-  FlushEngine::Options options;
-  options.pcpus = 2;
-  options.policy = Policy::kAssistedRcu;
-  options.deferred = {/*queue_capacity=*/4096, /*max_pending=*/16};
-  auto engine = FlushEngine::Create(mm.get(), options).value();
-  engine->Start([](int) { return Pcpu::Step(&testing::PcpuSet::Idle); });
-  const DomainId d = mm->CreateDomain({"d", 1, 1024}).value();
-  const std::vector<Mfn> f = mm->IncreaseReservation(d, 40).value();
-  for (Mfn m : f) {
-    ASSERT_TRUE(mm->DecreaseReservation(d, {m}).ok());
-    EXPECT_LE(engine->deferred_retirer().pending_frames(), 16u);
+// free its domain's queue itself, after an expedited grace period.
+TEST_F(PressureTest, PendingFreesAreBoundedWithBackpressure) {
+  Make({/*queue_capacity=*/4096, /*max_pending=*/16});
+  const DomainId d = mm_->CreateDomain({"d", 1, kSmall}).value();
+  const std::vector<Mfn> f = mm_->IncreaseReservation(d, 17).value();
+  Park(d);  // Nothing can be freed by a normal grace period now.
+  for (int i = 0; i < 16; ++i) {
+    ASSERT_TRUE(mm_->DecreaseReservation(d, {f[i]}).ok());
   }
-  // 40 frees through a bound of 16: the updater paid at least twice.
-  EXPECT_GE(engine->deferred_retirer().fallbacks(), 2u);
-  ASSERT_TRUE(mm->DestroyDomain(d).ok());
-  EXPECT_EQ(mm->allocator().free_frames(), kFrames);
-  engine->Stop();
+  EXPECT_EQ(engine_->deferred_retirer().pending_frames(), 16u);
+  EXPECT_EQ(engine_->deferred_retirer().fallbacks(), 0u);
+  // The 17th passes the bound: the updater pays, waiting for the reader.
+  std::atomic<bool> done{false};
+  std::thread release([&] {
+    EXPECT_TRUE(mm_->DecreaseReservation(d, {f[16]}).ok());
+    done.store(true);
+  });
+  while (!done.load() && !engine_->pcpus()[1]->ipi_pending()) {
+    std::this_thread::yield();
+  }
+  EXPECT_FALSE(done.load()) << "freed past the bound without a grace period";
+  Release();
+  release.join();
+  EXPECT_EQ(engine_->deferred_retirer().fallbacks(), 1u);
+  EXPECT_LE(engine_->deferred_retirer().pending_frames(), 16u);
 }
 
 }  // namespace

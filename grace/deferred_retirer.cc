@@ -66,6 +66,7 @@ void DeferredRetirer::FreeExpeditedLocked(DomainId domain,
 }
 
 uint64_t DeferredRetirer::Reclaim() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  reclaiming_.fetch_add(1, std::memory_order_release);
   std::unique_lock<std::mutex> lock(mu_.native());
   const uint64_t freed_before = frames_freed_;
   // Batches begun before this call: the reclaimer's are on their way.
@@ -82,6 +83,7 @@ uint64_t DeferredRetirer::Reclaim() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   });
   const uint64_t freed = frames_freed_ - freed_before;
   if (freed > 0) ++reclaims_;
+  reclaiming_.fetch_sub(1, std::memory_order_release);
   return freed;
 }
 

@@ -31,6 +31,7 @@
 #ifndef HVMM_GRACE_DEFERRED_RETIRER_H_
 #define HVMM_GRACE_DEFERRED_RETIRER_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <cstdint>
@@ -72,6 +73,9 @@ class DeferredRetirer final : public FrameRetirer {
   uint64_t grace_periods() const;   // Run by the reclaimer and Drain.
   uint64_t fallbacks() const;       // Queue-full expedited frees.
   uint64_t reclaims() const;        // Reclaim() calls that freed frames.
+  // Reclaim() calls in progress (tests use it to see an allocation held
+  // back by memory pressure).
+  int reclaiming() const { return reclaiming_.load(std::memory_order_acquire); }
   uint64_t frames_freed() const;
 
  private:
@@ -113,6 +117,7 @@ class DeferredRetirer final : public FrameRetirer {
   uint64_t next_batch_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::condition_variable batch_done_;
 
+  std::atomic<int> reclaiming_{0};
   std::thread reclaimer_;
 };
 
