@@ -49,6 +49,11 @@ ABSL_FLAG(uint64_t, frames, 1 << 16, "host frames");
 ABSL_FLAG(uint64_t, window_pages, 2048,
           "pages of each domain's address window");
 ABSL_FLAG(uint64_t, hypercall_ns, 2000, "assisted flush hypercall latency");
+ABSL_FLAG(uint64_t, until_violations, 0,
+          "keep running past --seconds until the oracle has counted this "
+          "many violations, for at most --max-seconds: runs that must show "
+          "the bug keep going on a loaded machine until they do");
+ABSL_FLAG(double, max_seconds, 120, "the limit of --until-violations");
 ABSL_FLAG(uint32_t, tlb_clock_start, 1,
           "the TLB clock's first time (e.g. 4294960000: it wraps during the "
           "run)");
@@ -176,6 +181,18 @@ void Run() {
   const auto deadline =
       start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                   std::chrono::duration<double>(absl::GetFlag(FLAGS_seconds)));
+  const auto hard_deadline =
+      start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                  std::chrono::duration<double>(std::max(
+                      absl::GetFlag(FLAGS_seconds),
+                      absl::GetFlag(FLAGS_max_seconds))));
+  const uint64_t until_violations = absl::GetFlag(FLAGS_until_violations);
+  auto keep_going = [&] {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < deadline) return true;
+    return until_violations != 0 && now < hard_deadline &&
+           (*rig)->LiveViolations() < until_violations;
+  };
   const int nupdaters = std::max(1, absl::GetFlag(FLAGS_updaters));
   std::vector<std::thread> updaters;
   for (int u = 0; u < nupdaters; ++u) {
@@ -184,7 +201,7 @@ void Run() {
       for (int i = u; i < options.domains; i += nupdaters) mine.push_back(i);
       if (mine.empty()) return;
       std::mt19937_64 rng(options.seed * 31 + u);
-      while (std::chrono::steady_clock::now() < deadline) {
+      while (keep_going()) {
         if (absl::Status s = (*rig)->Step(mine, rng); !s.ok()) {
           Fail(std::string(s.message()));
         }

@@ -408,6 +408,15 @@ absl::Status TortureRig::Finish() {
   return status;
 }
 
+uint64_t TortureRig::LiveViolations() const {
+  uint64_t n = 0;
+  for (const auto& g : guests_) {
+    const GuestCpuStats s = g->stats();
+    n += s.existence_violations + s.coherence_violations;
+  }
+  return n;
+}
+
 uint64_t TortureRig::LeakedFrames() {
   return mm_->frame_table().frame_count() - mm_->allocator().free_frames() -
          engine_->deferred_retirer().pending_frames();

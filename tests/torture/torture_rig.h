@@ -122,6 +122,8 @@ class TortureRig {
   const UpdaterStats& stats() const { return stats_; }
   // After Finish().
   const GuestCpuStats& guest_totals() const { return guest_totals_; }
+  // Violations the oracle has counted so far. Before Finish(); any thread.
+  uint64_t LiveViolations() const;
   // Frames neither free nor pending in a retirer (must be 0 after Finish).
   uint64_t LeakedFrames();
   // "P" or "P (domains: A,B,...)".
