@@ -231,62 +231,81 @@ TEST_F(AddressSpaceTest, LocklessWalkerNeverCrashesOnGarbage) {
 // Aliased tables (two entries pointing at one lower table) are legal, as in
 // Xen. MapRange works by address, so a range that reaches one table through
 // two aliases is refused with nothing changed; UnmapRange over aliases keeps
-// the counts right. Before the refusal, the aliased L1 mapped one leaf twice
-// (stranding a frame, failing the audit) and the aliased L2 crashed the
-// process on "MapRange plan too large".
-class AliasedTablesTest : public AddressSpaceTest {
+// the counts right. Before the refusal, the aliased L1 below had leaves
+// 0..87 written twice (returning OK, stranding frames, failing the audit)
+// and the aliased L2 aborted the process on "MapRange plan too large".
+class AliasedTablesTest : public ::testing::Test {
  protected:
   static constexpr uint64_t kRw = kPtePresent | kPteUser | kPteWritable;
-  // Maps one page at `va`, then points entry `alias_index` of the table of
-  // `level` on its path at the same child as the page's own entry.
-  void MapAndAlias(uint64_t va, Level level, uint32_t alias_index) {
-    ASSERT_TRUE(mm_->MapRange(d_, Vaddr(va), 1, true).ok());
-    const WalkResult w = Walk(va);
-    ASSERT_EQ(w.tables_read, 4u);
-    const Mfn table = w.tables[4 - static_cast<int>(level)];
-    const uint64_t entry = testing::EntryAt(
-        *mm_, table, Vaddr(va).TableIndex(level));
-    ASSERT_TRUE(mm_->MmuUpdate(d_, {{table, alias_index, entry}}).ok());
+  void SetUp() override {
+    mm_ = MakeMemoryManager(1 << 20);
+    d_ = mm_->CreateDomain({"guest", 1, 1 << 19}).value();
   }
+  // Maps one page far away (so the path's tables exist) and returns the
+  // table of `level` on its path.
+  Mfn TableOnAPath(Level level) {
+    const Vaddr far(5 * k1G + 7 * k2M);
+    EXPECT_TRUE(mm_->MapRange(d_, far, 1, true).ok());
+    const WalkResult w = mm_->Walk(d_, VcpuId(0), far, Access::kRead).value();
+    return w.tables[4 - static_cast<int>(level)];
+  }
+  // Hooks a fresh, empty table of `level` - 1 at entries 0 and 1 of `upper`.
+  Mfn HookTwice(Mfn upper) {
+    const Mfn t = mm_->IncreaseReservation(d_, 1).value()[0];
+    EXPECT_TRUE(
+        mm_->MmuUpdate(d_, {{upper, 0, MakePte(t, kRw)}, {upper, 1, MakePte(t, kRw)}})
+            .ok());
+    return t;
+  }
+  void ExpectRefusedAsAliased(Vaddr start, uint64_t pages) {
+    const std::string before = StateDigest(*mm_);
+    const absl::Status s = mm_->MapRange(d_, start, pages, true).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_NE(s.message().find("aliased"), std::string::npos) << s;
+    EXPECT_EQ(DigestDiff(before, StateDigest(*mm_)), "");
+    EXPECT_TRUE(mm_->Audit().ok()) << mm_->Audit();
+  }
+  void ExpectTeardownWhole() {
+    ASSERT_TRUE(mm_->DestroyDomain(d_).ok());
+    EXPECT_EQ(mm_->allocator().free_frames(),
+              mm_->frame_table().frame_count());
+  }
+
+  std::unique_ptr<MemoryManager> mm_;
+  DomainId d_{0};
 };
 
 TEST_F(AliasedTablesTest, RangeThroughAnAliasedL1IsRefused) {
-  // L2 slots 0 and 1 both lead to one L1.
-  MapAndAlias(0, Level::kL2, 1);
-  const std::string before = StateDigest(*mm_);
-  // Pages 1..512 reach L1 index 1..511 through slot 0, then index 0
-  // through slot 1: fine. Page 513 would reach index 1 again.
-  const absl::Status s =
-      mm_->MapRange(d_, Vaddr(kPageSize), 513, true).status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
-  EXPECT_NE(s.message().find("aliased"), std::string::npos) << s;
-  EXPECT_EQ(DigestDiff(before, StateDigest(*mm_)), "");
+  // L2 slots 0 and 1 both lead to one empty L1 (in the L3 slot 5 region).
+  const Mfn l2 = TableOnAPath(Level::kL2);
+  HookTwice(l2);
+  // 2 MiB + 88 pages: leaves 0..87 are reached through both slots.
+  ExpectRefusedAsAliased(Vaddr(5 * k1G), 512 + 88);
+  // Through one alias alone the range is an ordinary one, and the other
+  // alias translates through the same leaves.
+  ASSERT_TRUE(mm_->MapRange(d_, Vaddr(5 * k1G), 8, true).ok());
+  EXPECT_EQ(mm_->Walk(d_, VcpuId(0), Vaddr(5 * k1G + k2M), Access::kRead)
+                .value()
+                .mfn,
+            mm_->Walk(d_, VcpuId(0), Vaddr(5 * k1G), Access::kRead)
+                .value()
+                .mfn);
+  // Unmapping across both aliases drops each reference once.
+  ASSERT_TRUE(mm_->UnmapRange(d_, Vaddr(5 * k1G), 1024).ok());
   EXPECT_TRUE(mm_->Audit().ok()) << mm_->Audit();
-  // Through one alias alone the range is an ordinary one.
-  ASSERT_TRUE(mm_->MapRange(d_, Vaddr(kPageSize), 8, true).ok());
-  EXPECT_EQ(Walk(k2M + kPageSize).mfn, Walk(kPageSize).mfn)
-      << "the alias translates through the same leaf";
-  ASSERT_TRUE(mm_->UnmapRange(d_, Vaddr(0), 1024).ok());
-  EXPECT_TRUE(mm_->Audit().ok()) << mm_->Audit();
-  ASSERT_TRUE(mm_->DestroyDomain(d_).ok());
-  EXPECT_EQ(mm_->allocator().free_frames(), mm_->frame_table().frame_count());
+  ExpectTeardownWhole();
 }
 
 TEST_F(AliasedTablesTest, RangeThroughAnAliasedL2IsRefused) {
-  // L3 slots 0 and 1 both lead to one L2 that has no L1 at index 1.
-  MapAndAlias(0, Level::kL3, 1);
-  const std::string before = StateDigest(*mm_);
-  // From 2 MiB below 1 GiB to 2 MiB above it: L2 index 511 through slot 0,
-  // then index 0 (already mapped page 0's L1) and 1 through slot 1.
-  const absl::Status s =
-      mm_->MapRange(d_, Vaddr(k1G - k2M), 1024, true).status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
-  EXPECT_EQ(DigestDiff(before, StateDigest(*mm_)), "");
-  // Unmapping across both aliases drops each reference once.
+  // L3 slots 0 and 1 both lead to one empty L2.
+  const Mfn l3 = TableOnAPath(Level::kL3);
+  HookTwice(l3);
+  // 1 GiB + 2 MiB: the L2's slot 0 is reached through both L3 slots.
+  ExpectRefusedAsAliased(Vaddr(0), (k1G + k2M) / kPageSize);
+  ASSERT_TRUE(mm_->MapRange(d_, Vaddr(k1G), 4, true).ok());
   ASSERT_TRUE(mm_->UnmapRange(d_, Vaddr(0), 2 * (k1G / kPageSize)).ok());
   EXPECT_TRUE(mm_->Audit().ok()) << mm_->Audit();
-  ASSERT_TRUE(mm_->DestroyDomain(d_).ok());
-  EXPECT_EQ(mm_->allocator().free_frames(), mm_->frame_table().frame_count());
+  ExpectTeardownWhole();
 }
 
 }  // namespace
