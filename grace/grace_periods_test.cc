@@ -22,43 +22,39 @@ TEST(GracePeriodsTest, NoReadersNoWait) {
 }
 
 // Runs `gp` on another thread until it returns or is seen waiting for the
-// reader on `cpu` (a grace period waiting, or an IPI pending there); checks
-// that it did not return, releases the reader and checks that it finishes.
-// No sleep decides anything.
+// reader on `cpu` (a grace period waiting, or an IPI pending there), and
+// returns whether it had returned by then; then releases the reader and
+// joins. No sleep decides anything.
+template <typename Gp>
+bool ReturnedBeforeWaiting(ParkedReaders& readers, GracePeriods& grace,
+                           int cpu, Gp gp) {
+  std::atomic<bool> done{false};
+  std::thread t([&] {
+    gp();
+    done.store(true);
+  });
+  while (!done.load() && grace.waiting() == 0 &&
+         !readers.pcpus()[cpu]->ipi_pending()) {
+    std::this_thread::yield();
+  }
+  const bool returned = done.load();
+  readers.Release(cpu);
+  t.join();
+  return returned;
+}
+
 template <typename Gp>
 void ExpectWaitsForReader(ParkedReaders& readers, GracePeriods& grace,
                           int cpu, Gp gp) {
-  std::atomic<bool> done{false};
-  std::thread t([&] {
-    gp();
-    done.store(true);
-  });
-  while (!done.load() && grace.waiting() == 0 &&
-         !readers.pcpus()[cpu]->ipi_pending()) {
-    std::this_thread::yield();
-  }
-  EXPECT_FALSE(done.load()) << "grace period ended inside a read section";
-  readers.Release(cpu);
-  t.join();
-  EXPECT_TRUE(done.load());
+  EXPECT_FALSE(ReturnedBeforeWaiting(readers, grace, cpu, gp))
+      << "grace period ended inside a read section";
 }
 
-// The opposite: `gp` must return without waiting for the reader on `cpu`.
 template <typename Gp>
 void ExpectDoesNotWaitForReader(ParkedReaders& readers, GracePeriods& grace,
                                 int cpu, Gp gp) {
-  std::atomic<bool> done{false};
-  std::thread t([&] {
-    gp();
-    done.store(true);
-  });
-  while (!done.load() && grace.waiting() == 0 &&
-         !readers.pcpus()[cpu]->ipi_pending()) {
-    std::this_thread::yield();
-  }
-  EXPECT_TRUE(done.load()) << "waited for a reader it must not wait for";
-  readers.Release(cpu);
-  t.join();
+  EXPECT_TRUE(ReturnedBeforeWaiting(readers, grace, cpu, gp))
+      << "waited for a reader it must not wait for";
 }
 
 TEST(GracePeriodsTest, WaitsForAReaderOfTheDomain) {

@@ -198,12 +198,19 @@ bool TortureRig::Unhook(Slot& slot, Vaddr va) {
   return true;
 }
 
-bool TortureRig::RetypeLagged(Slot& slot) {
+std::optional<Mfn> TortureRig::PopAged(Slot& slot) {
   if (slot.released.size() <= static_cast<size_t>(options_.retype_lag)) {
-    return false;
+    return std::nullopt;
   }
-  const Mfn old = slot.released.front();
+  const Mfn t = slot.released.front();
   slot.released.pop_front();
+  return t;
+}
+
+bool TortureRig::RetypeLagged(Slot& slot) {
+  const std::optional<Mfn> aged = PopAged(slot);
+  if (!aged) return false;
+  const Mfn old = *aged;
   const bool retyped =
       mm_->MmuUpdate(slot.id, {{slot.scratch_l1, 0, MakePte(old, kRw)}}).ok();
   if (retyped) {
@@ -305,13 +312,8 @@ bool TortureRig::BasePointer(Slot& slot) {
 }
 
 bool TortureRig::DecreaseFormer(Slot& slot) {
-  // Like a retype, --retype-lag operations after the release.
-  if (slot.released.size() <= static_cast<size_t>(options_.retype_lag)) {
-    return false;
-  }
-  const Mfn t = slot.released.front();
-  slot.released.pop_front();
-  return mm_->DecreaseReservation(slot.id, {t}).ok();
+  const std::optional<Mfn> aged = PopAged(slot);
+  return aged && mm_->DecreaseReservation(slot.id, {*aged}).ok();
 }
 
 absl::Status TortureRig::Step(absl::Span<const int> mine,

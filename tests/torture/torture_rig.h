@@ -148,6 +148,8 @@ class TortureRig {
   explicit TortureRig(const TortureOptions& options);
   Policy SlotPolicy(int i) const;
   absl::Status CreateSlot(int i);
+  // The oldest released table, once --retype-lag more are queued behind it.
+  std::optional<Mfn> PopAged(Slot& slot);
   // The operations; each returns whether it changed something.
   bool Unhook(Slot& slot, Vaddr va);
   bool RetypeLagged(Slot& slot);
