@@ -41,6 +41,24 @@ TEST(FlushEngineTest, CreationErrors) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// A raw tag is checked at CreateDomain: it never crashes a hook, and it
+// cannot bring in assisted-unsafe unless the engine allows it.
+TEST(FlushEngineTest, CreateDomainRefusesABadOrUnsafePolicyTag) {
+  auto mm = MakeMemoryManager(kFrames);
+  FlushEngine::Options options;
+  options.pcpus = 2;
+  auto engine = FlushEngine::Create(mm.get(), options).value();
+  engine->Start([](int) { return Pcpu::Step(&testing::PcpuSet::Idle); });
+  const uint8_t unsafe_tag = static_cast<uint8_t>(Policy::kAssistedUnsafe) + 1;
+  EXPECT_EQ(mm->CreateDomain({"x", 1, 10, 7}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(mm->CreateDomain({"y", 1, 10, unsafe_tag}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(mm->ListDomains().empty());
+  EXPECT_EQ(mm->allocator().free_frames(), kFrames);
+  engine->Stop();
+}
+
 TEST(FlushEngineTest, FreesFollowEachDomainsPolicy) {
   auto mm = MakeMemoryManager(kFrames);
   FlushEngine::Options options;

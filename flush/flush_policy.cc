@@ -66,6 +66,16 @@ absl::StatusOr<uint8_t> FlushPolicy::OverrideTag(Policy policy) const {
   return static_cast<uint8_t>(static_cast<uint8_t>(policy) + 1);
 }
 
+absl::Status FlushPolicy::CheckPolicyTag(uint8_t tag) const {
+  if (tag == 0) return absl::OkStatus();
+  if (tag - 1 > static_cast<int>(Policy::kAssistedRcu)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "flush_policy tag ", tag, " names no policy (0: the default, ",
+        "1..4: ipi, assisted-unsafe, assisted+force-ipi, assisted+rcu)"));
+  }
+  return OverrideTag(static_cast<Policy>(tag - 1)).status();
+}
+
 Policy FlushPolicy::PolicyFor(const Domain& domain) const {
   const uint8_t tag = domain.flush_policy();
   if (tag == 0) return policy_;

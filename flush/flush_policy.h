@@ -124,6 +124,9 @@ class FlushPolicy : public FlushHooks {
   void BeforeRetype(const Domain& domain,
                     absl::Span<const Mfn> tables) override;
   void AfterAllocate(const Domain& domain, uint32_t stamp) override;
+  // kInvalidArgument for a tag OverrideTag never returns; kFailedPrecondition
+  // for assisted-unsafe unless allowed. So PolicyFor never meets a bad tag.
+  absl::Status CheckPolicyTag(uint8_t tag) const override;
 
   // The default policy.
   Policy policy() const { return policy_; }

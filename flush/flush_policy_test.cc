@@ -243,6 +243,30 @@ TEST_F(FlushPolicyTest, OverrideTagsSelectAPolicyPerDomain) {
   }
 }
 
+// A tag CreateDomain will store must name a policy the engine allows: an
+// unknown tag would crash the first hook, and tag 2 (assisted-unsafe) would
+// bring the seed bug in without allow_unsafe.
+TEST_F(FlushPolicyTest, PolicyTagsAreCheckedBeforeADomainExists) {
+  auto safe = FlushPolicy::Create(Policy::kAssistedRcu, /*allow_unsafe=*/false,
+                                  Machine())
+                  .value();
+  EXPECT_TRUE(safe->CheckPolicyTag(0).ok());
+  for (Policy p : {Policy::kIpi, Policy::kAssistedForceIpi,
+                   Policy::kAssistedRcu}) {
+    EXPECT_TRUE(safe->CheckPolicyTag(safe->OverrideTag(p).value()).ok());
+  }
+  EXPECT_EQ(safe->CheckPolicyTag(static_cast<uint8_t>(Policy::kAssistedUnsafe) + 1)
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(safe->CheckPolicyTag(5).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(safe->CheckPolicyTag(255).code(),
+            absl::StatusCode::kInvalidArgument);
+  auto allowed = Make(Policy::kAssistedRcu);
+  EXPECT_TRUE(
+      allowed->CheckPolicyTag(static_cast<uint8_t>(Policy::kAssistedUnsafe) + 1)
+          .ok());
+}
+
 TEST_F(FlushPolicyTest, EachHookFollowsTheDomainsOwnPolicy) {
   auto p = Make(Policy::kAssistedRcu);
   Domain ipi_domain(DomainId(2), "i", 1, 16,

@@ -40,6 +40,16 @@ absl::Status CheckDomainConfig(const DomainConfig& config) {
 absl::StatusOr<DomainId> MemoryManager::CreateDomain(
     const DomainConfig& config) {
   if (absl::Status s = CheckDomainConfig(config); !s.ok()) return s;
+  // The tag is the flush engine's to judge; without one only 0 means
+  // anything.
+  if (hooks_ != nullptr) {
+    if (absl::Status s = hooks_->CheckPolicyTag(config.flush_policy); !s.ok()) {
+      return s;
+    }
+  } else if (config.flush_policy != 0) {
+    return MalformedArgumentError(
+        "flush_policy must be 0: no flush engine is installed");
+  }
   // Held throughout, so that the audit never sees a half-built domain.
   WriterMutexLock registry_lock(&domains_mu_);
   if (names_.contains(config.name)) return DomainNameTakenError(config.name);

@@ -28,6 +28,10 @@
 //                  written: once this returns, no walker may still be
 //                  reading them as tables (existence), nor any TLB or
 //                  paging-structure cache hold them (coherence).
+//   CheckPolicyTag a domain is about to be created with
+//                  DomainConfig::flush_policy = `tag` (opaque to the mm):
+//                  OK, or the status CreateDomain returns. Called before
+//                  anything changes; every later hook may rely on the tag.
 //   AfterAllocate  frames were allocated to `domain` whose newest free-stamp
 //                  is `stamp`: the allocation flush (Xen's filtered flush on
 //                  alloc), under the allocating domain's policy.
@@ -39,6 +43,7 @@
 
 #include <cstdint>
 
+#include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "mm/types.h"
 
@@ -55,6 +60,7 @@ class FlushHooks {
   virtual void BeforeRetype(const Domain& domain,
                             absl::Span<const Mfn> tables) = 0;
   virtual void AfterAllocate(const Domain& domain, uint32_t stamp) = 0;
+  virtual absl::Status CheckPolicyTag(uint8_t tag) const = 0;
 };
 
 }  // namespace hvmm

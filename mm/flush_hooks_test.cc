@@ -38,6 +38,10 @@ class RecordingHooks : public FlushHooks {
     for (Mfn m : tables) absl::StrAppend(&line, " ", m.value());
     Record(line);
   }
+  absl::Status CheckPolicyTag(uint8_t tag) const override {
+    return tag <= 1 ? absl::OkStatus()
+                    : absl::InvalidArgumentError("bad tag");
+  }
   void Record(std::string line) {
     if (probe) absl::StrAppend(&line, " | ", probe());
     calls.push_back(line);
@@ -204,6 +208,17 @@ TEST_F(FlushHooksTest, AllocationFlushComesBeforeTheFramesAreUsed) {
   hooks_.probe_table = nullptr;
   ASSERT_TRUE(mm_->CreateDomain({"e", 1, 8}).ok());
   EXPECT_EQ(hooks_.calls, (std::vector<std::string>{"allocate"}));
+}
+
+// The policy tag is the engine's to judge, before anything changes.
+TEST_F(FlushHooksTest, CreateDomainAsksTheHooksAboutThePolicyTag) {
+  hooks_.calls.clear();
+  const uint64_t free = mm_->allocator().free_frames();
+  EXPECT_EQ(mm_->CreateDomain({"t", 1, 8, /*flush_policy=*/7}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(hooks_.calls.empty()) << "no allocation for a refused domain";
+  EXPECT_EQ(mm_->allocator().free_frames(), free);
+  EXPECT_TRUE(mm_->CreateDomain({"t", 1, 8, /*flush_policy=*/1}).ok());
 }
 
 TEST_F(FlushHooksTest, RefusedOrDataOnlyChangesReleaseNothing) {
