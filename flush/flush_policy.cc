@@ -128,7 +128,8 @@ void FlushPolicy::AfterTablesReleased(const Domain& domain,
 }
 
 void FlushPolicy::BeforeRetype(const Domain& domain,
-                               absl::Span<const Mfn> tables) {
+                               absl::Span<const Mfn> tables,
+                               absl::Span<const Mfn> former_writable) {
   const FlushRequest request{domain.DirtyMask(),
                              FlushScope::Domain(domain.id())};
   switch (PolicyFor(domain)) {
@@ -143,7 +144,10 @@ void FlushPolicy::BeforeRetype(const Domain& domain,
       break;
     case Policy::kAssistedRcu:
       Send(request, /*no_assist=*/false, /*forced=*/false);
-      if (machine_.grace->CondSynchronize(domain.id(), NewestStamp(tables))) {
+      // A former writable page has no release stamp: wait for every older
+      // walker (cookie 0).
+      if (machine_.grace->CondSynchronize(
+              domain.id(), former_writable.empty() ? NewestStamp(tables) : 0)) {
         retype_grace_periods_.fetch_add(1, std::memory_order_relaxed);
       } else {
         retype_polls_elapsed_.fetch_add(1, std::memory_order_relaxed);

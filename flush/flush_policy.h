@@ -24,7 +24,10 @@
 //                  reports every release before the retype that follows it,
 //                  so the stamp is never older than the frame's last
 //                  release. A table released long before its retype, the
-//                  common case, waits for nothing.
+//                  common case, waits for nothing. A writable page that
+//                  became a table has no release stamp: rcu then waits for
+//                  every walker of the domain already inside (a full grace
+//                  period); the IPI policies' IPI already does.
 //   AfterAllocate  full flush of the pCPUs whose flush record does not
 //                  cover the frames' stamp (TlbClock::NeedFlush); by IPI
 //                  under ipi and force-ipi. What the clock may filter
@@ -121,8 +124,8 @@ class FlushPolicy : public FlushHooks {
   void AfterUnmap(const Domain& domain, bool tables_leave) override;
   void AfterTablesReleased(const Domain& domain,
                            absl::Span<const Mfn> tables) override;
-  void BeforeRetype(const Domain& domain,
-                    absl::Span<const Mfn> tables) override;
+  void BeforeRetype(const Domain& domain, absl::Span<const Mfn> tables,
+                    absl::Span<const Mfn> former_writable) override;
   void AfterAllocate(const Domain& domain, uint32_t stamp) override;
   // kInvalidArgument for a tag OverrideTag never returns; kFailedPrecondition
   // for assisted-unsafe unless allowed. So PolicyFor never meets a bad tag.

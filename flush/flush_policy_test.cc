@@ -88,7 +88,7 @@ TEST_F(FlushPolicyTest, ParsesNamesAndRefusesUnsafeUnlessAllowed) {
 TEST_F(FlushPolicyTest, IpiPolicySendsEverythingByIpiToTheDirtyMask) {
   auto p = Make(Policy::kIpi);
   p->AfterUnmap(domain_, false);
-  p->BeforeRetype(domain_, {Mfn(5)});
+  p->BeforeRetype(domain_, {Mfn(5)}, {});
   EXPECT_EQ(ipi_->ipis_sent(), 4u);  // Two flushes, pCPUs 0 and 2 each.
   EXPECT_EQ(raw_[1]->ipis_served(), 0u) << "pCPU 1 never ran the domain";
   EXPECT_EQ(assisted_->calls(), 0u);
@@ -100,7 +100,7 @@ TEST_F(FlushPolicyTest, ForceIpiUsesIpiOnlyWhenTablesLeave) {
   EXPECT_EQ(ipi_->calls(), 0u);
   EXPECT_EQ(assisted_->calls(), 1u);
   p->AfterUnmap(domain_, /*tables_leave=*/true);
-  p->BeforeRetype(domain_, {Mfn(5)});
+  p->BeforeRetype(domain_, {Mfn(5)}, {});
   EXPECT_EQ(ipi_->calls(), 2u);
   EXPECT_EQ(p->stats().forced_ipis, 2u);
 }
@@ -110,7 +110,7 @@ TEST_F(FlushPolicyTest, RcuIsAssistedAndWaitsAGracePeriodOnRetype) {
   p->AfterUnmap(domain_, /*tables_leave=*/true);
   // Mfn(5) was never released through the hooks: its release time is
   // unknown, so the retype takes a full grace period.
-  p->BeforeRetype(domain_, {Mfn(5)});
+  p->BeforeRetype(domain_, {Mfn(5)}, {});
   EXPECT_EQ(ipi_->calls(), 0u);
   EXPECT_EQ(assisted_->calls(), 2u);
   EXPECT_EQ(assisted_->targets_invalidated(), 4u);
@@ -124,8 +124,8 @@ TEST_F(FlushPolicyTest, RcuRetypeOfAReleasedTableWithNoOlderWalkerIsFree) {
   p->AfterTablesReleased(domain_, tables);
   EXPECT_NE(p->release_stamps().At(Mfn(6)), 0u);
   EXPECT_EQ(p->release_stamps().At(Mfn(8)), 0u);
-  p->BeforeRetype(domain_, {Mfn(6)});
-  p->BeforeRetype(domain_, {Mfn(7)});
+  p->BeforeRetype(domain_, {Mfn(6)}, {});
+  p->BeforeRetype(domain_, {Mfn(7)}, {});
   EXPECT_EQ(p->stats().retype_polls_elapsed, 2u);
   EXPECT_EQ(p->stats().retype_grace_periods, 0u);
   EXPECT_EQ(grace_->completed(), 0u) << "no grace period was needed";
@@ -148,7 +148,7 @@ TEST(FlushPolicyRcuTest, RetypeWaitsOnlyForWalkersOlderThanTheRelease) {
   readers.Park(1, domain.id());  // Younger: cannot reach the table.
   std::atomic<bool> done{false};
   std::thread retype([&] {
-    p->BeforeRetype(domain, {Mfn(3)});
+    p->BeforeRetype(domain, {Mfn(3)}, {});
     done.store(true);
   });
   // Until the retype returns or is seen waiting: no sleep decides this.
@@ -163,7 +163,7 @@ TEST(FlushPolicyRcuTest, RetypeWaitsOnlyForWalkersOlderThanTheRelease) {
 TEST_F(FlushPolicyTest, UnsafeIsAllAssistedAndWaitsForNobody) {
   auto p = Make(Policy::kAssistedUnsafe);
   p->AfterUnmap(domain_, true);
-  p->BeforeRetype(domain_, {Mfn(5)});
+  p->BeforeRetype(domain_, {Mfn(5)}, {});
   EXPECT_EQ(ipi_->calls(), 0u);
   EXPECT_EQ(grace_->completed(), 0u);
 }

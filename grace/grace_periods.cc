@@ -23,7 +23,9 @@ SectionClock* SharedClock(const std::vector<Pcpu*>& pcpus) {
 }  // namespace
 
 GracePeriods::GracePeriods(std::vector<Pcpu*> pcpus)
-    : pcpus_(std::move(pcpus)), clock_(SharedClock(pcpus_)) {}
+    : pcpus_(std::move(pcpus)),
+      clock_(SharedClock(pcpus_)),
+      waited_on_(new std::atomic<int>[pcpus_.size()]()) {}
 
 uint64_t GracePeriods::GetState() {
   HVMM_CHECK(clock_ != nullptr) << "polled grace periods need a SectionClock";
@@ -103,12 +105,14 @@ int GracePeriods::WaitOut(const std::vector<OpenSection>& open,
                           std::chrono::steady_clock::time_point start) {
   if (!open.empty()) waiting_.fetch_add(1, std::memory_order_release);
   for (const OpenSection& s : open) {
+    waited_on_[s.cpu].fetch_add(1, std::memory_order_release);
     // Spin briefly (sections are short), then sleep: when pCPUs outnumber
     // cores, a waiter that stays runnable steals the core from the very
     // reader it waits for.
     for (int spins = 0; pcpus_[s.cpu]->section_seq() == s.seq; ++spins) {
       if (spins > 256) std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
+    waited_on_[s.cpu].fetch_sub(1, std::memory_order_release);
   }
   if (!open.empty()) waiting_.fetch_sub(1, std::memory_order_release);
   completed_.fetch_add(1, std::memory_order_relaxed);

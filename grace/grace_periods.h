@@ -26,6 +26,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <cstdint>
 #include <vector>
 
@@ -64,6 +65,11 @@ class GracePeriods {
   // Grace periods waiting for a reader right now (tests use it to know an
   // updater is held back, without sleeping).
   int waiting() const { return waiting_.load(std::memory_order_acquire); }
+  // Whether a grace period is waiting right now for the section open on
+  // pCPU `cpu`.
+  bool WaitingFor(int cpu) const {
+    return waited_on_[cpu].load(std::memory_order_acquire) > 0;
+  }
   uint64_t expedited() const { return expedited_.load(std::memory_order_relaxed); }
   // CondSynchronize calls that found their grace period already elapsed.
   uint64_t polls_elapsed() const {
@@ -93,6 +99,7 @@ class GracePeriods {
   SectionClock* const clock_;  // Null without polled grace periods.
   std::atomic<uint64_t> completed_{0}, expedited_{0}, polls_elapsed_{0};
   std::atomic<int> waiting_{0};
+  const std::unique_ptr<std::atomic<int>[]> waited_on_;  // Per pCPU.
   static constexpr int kBuckets = 48;
   std::atomic<uint64_t> latency_log2_[kBuckets] = {};
 };

@@ -21,13 +21,17 @@
 //                  them, so a policy can note the time and, at the retype,
 //                  wait only if such walkers remain. Every such release is
 //                  reported, so the latest report is the one that counts.
-//   BeforeRetype   frames of `domain` that were page tables have taken
-//                  another type (Xen XSA-401: the new type first), in a
-//                  change whose removals are visible and flushed and whose
-//                  releases are reported, and whose new entries are not yet
-//                  written: once this returns, no walker may still be
+//   BeforeRetype   frames of `domain` have taken another type (Xen XSA-401:
+//                  the new type first), in a change whose removals are
+//                  visible and flushed and whose releases are reported, and
+//                  whose new entries are not yet written. `tables` were page
+//                  tables: once this returns, no walker may still be
 //                  reading them as tables (existence), nor any TLB or
 //                  paging-structure cache hold them (coherence).
+//                  `former_writable` were writable pages and are tables
+//                  now: once this returns, no walker that may still hold a
+//                  writable translation of them (it read the leaf before
+//                  the mapping went) may be running (isolation).
 //   CheckPolicyTag a domain is about to be created with
 //                  DomainConfig::flush_policy = `tag` (opaque to the mm):
 //                  OK, or the status CreateDomain returns. Called before
@@ -58,7 +62,8 @@ class FlushHooks {
   virtual void AfterTablesReleased(const Domain& domain,
                                    absl::Span<const Mfn> tables) = 0;
   virtual void BeforeRetype(const Domain& domain,
-                            absl::Span<const Mfn> tables) = 0;
+                            absl::Span<const Mfn> tables,
+                            absl::Span<const Mfn> former_writable) = 0;
   virtual void AfterAllocate(const Domain& domain, uint32_t stamp) = 0;
   virtual absl::Status CheckPolicyTag(uint8_t tag) const = 0;
 };

@@ -32,10 +32,12 @@ class RecordingHooks : public FlushHooks {
     for (Mfn m : tables) absl::StrAppend(&line, " ", m.value());
     Record(line);
   }
-  void BeforeRetype(const Domain& domain,
-                    absl::Span<const Mfn> tables) override {
+  void BeforeRetype(const Domain& domain, absl::Span<const Mfn> tables,
+                    absl::Span<const Mfn> former_writable) override {
     std::string line = "retype";
     for (Mfn m : tables) absl::StrAppend(&line, " ", m.value());
+    if (!former_writable.empty()) absl::StrAppend(&line, " writable");
+    for (Mfn m : former_writable) absl::StrAppend(&line, " ", m.value());
     Record(line);
   }
   absl::Status CheckPolicyTag(uint8_t tag) const override {
@@ -145,7 +147,9 @@ TEST_F(FlushHooksTest, WritablePageBecomesATableOnlyAfterTheFlush) {
   ASSERT_TRUE(
       mm_->MmuUpdate(d_, {{l1_, 0, 0}, {l2_, 1, MakePte(data_, kRw)}}).ok());
   EXPECT_EQ(hooks_.calls,
-            (std::vector<std::string>{"unmap | l1[0]=0 l2[1]=0"}));
+            (std::vector<std::string>{
+                "unmap | l1[0]=0 l2[1]=0",
+                "retype writable " + N(data_) + " | l1[0]=0 l2[1]=0"}));
   EXPECT_EQ(testing::EntryAt(*mm_, l2_, 1), MakePte(data_, kRw));
 }
 
@@ -170,6 +174,25 @@ TEST_F(FlushHooksTest, AFormerTableLeavingThroughAReadOnlyMappingIsATable) {
   EXPECT_EQ(r.tables_unhooked, 0u);
   EXPECT_EQ(r.frames_released, 1u);
   EXPECT_EQ(hooks_.calls, (std::vector<std::string>{"unmap tables"}));
+}
+
+// A frame that leaves its type and takes it back within one batch never
+// showed the other type: no retype, no wait, no generation bump; and an
+// entry whose final value is its old one was never removed.
+TEST_F(FlushHooksTest, ARetypeUndoneInTheSameBatchIsNoRetype) {
+  const Mfn scratch = mm_->IncreaseReservation(d_, 1).value()[0];
+  ASSERT_TRUE(mm_->PinTable(d_, scratch, Level::kL1).ok());
+  const uint32_t generation = mm_->InspectFrame(l1_).value().generation;
+  hooks_.calls.clear();
+  ASSERT_TRUE(mm_->MmuUpdate(d_, {{l2_, 0, 0},
+                                  {scratch, 0, MakePte(l1_, kRw)},
+                                  {scratch, 0, 0},
+                                  {l2_, 0, MakePte(l1_, kRw)}})
+                  .ok());
+  EXPECT_EQ(hooks_.calls, (std::vector<std::string>{"released " + N(l1_)}));
+  EXPECT_EQ(mm_->InspectFrame(l1_).value().generation, generation);
+  EXPECT_EQ(mm_->InspectFrame(l1_).value().type, PageType::kL1);
+  EXPECT_TRUE(mm_->Audit().ok()) << mm_->Audit();
 }
 
 TEST_F(FlushHooksTest, UnpinAndBasePointerReleaseTables) {

@@ -80,9 +80,11 @@ void MemoryManager::CommitLocked(Domain& domain, TypeTransaction& txn,
   if (hooks_ != nullptr && !txn.released_tables().empty()) {
     hooks_->AfterTablesReleased(domain, txn.released_tables());
   }
-  // 4. Wait until no walker reads a retyped table as its old self.
-  if (hooks_ != nullptr && !txn.retyped_tables().empty()) {
-    hooks_->BeforeRetype(domain, txn.retyped_tables());
+  // 4. Wait until no walker reads a retyped table as its old self, nor
+  // holds a writable translation of a page that is a table now.
+  if (hooks_ != nullptr &&
+      (!txn.retyped_tables().empty() || !txn.former_writable().empty())) {
+    hooks_->BeforeRetype(domain, txn.retyped_tables(), txn.former_writable());
   }
   // 5. Publish the new entries.
   txn.PublishAdditions();

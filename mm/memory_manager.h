@@ -209,7 +209,7 @@ class MemoryManager {
   //                frames' types (LeavingFramesIncludeTables);
   //   3. report:   AfterTablesReleased(txn.released_tables()), whose cookie
   //                thus postdates the caches' last view of them;
-  //   4. wait:     BeforeRetype(txn.retyped_tables());
+  //   4. wait:     BeforeRetype(txn.retyped_tables(), txn.former_writable());
   //   5. publish:  txn.PublishAdditions();
   //   6. retire:   release `leaving` from the domain; FrameRetirer::Retire.
   void CommitLocked(Domain& domain, TypeTransaction& txn,

@@ -81,16 +81,15 @@ absl::Status TypeTransaction::GetPageType(Mfn mfn, PageType type) {
   }
   // Count 0: the type may change (rule 1) and must be (re)validated (rule 2).
   Touch(mfn);
-  if (info.type != type && info.type != PageType::kNone) {
+  if (info.type != type) {
     // Nothing a caller sends reaches this in write-through mode: those
     // operations only type fresh frames (type none).
-    HVMM_CHECK(mode_ == Mode::kStaged)
+    HVMM_CHECK(mode_ == Mode::kStaged || info.type == PageType::kNone)
         << mfn << " would change type " << PageTypeName(info.type) << " -> "
         << PageTypeName(type) << " in a write-through transaction";
     // The new type first (Xen XSA-401); the commit keeps the promises
     // before the frame is used as one (file comment).
-    (IsPageTableType(info.type) ? retyped_tables_ : left_writable_)
-        .push_back(mfn);
+    if (type_changed_.insert(mfn).second) type_changes_.emplace_back(mfn, info.type);
   }
   info.type = type;
   info.clear(kPageValidated);
@@ -230,6 +229,16 @@ void TypeTransaction::PublishRemovals() {
   const uint32_t now = clock_->Now();
   for (Mfn mfn : type_count_hit_zero_) {
     table_->info(mfn).tlbflush_timestamp.store(now, std::memory_order_relaxed);
+  }
+  // Rule 5, net: the type before the transaction against the type now.
+  for (const auto& [mfn, before] : type_changes_) {
+    const PageType now_type = table_->info(mfn).type;
+    if (now_type == before) continue;
+    if (IsPageTableType(before)) {
+      retyped_tables_.push_back(mfn);
+    } else if (before == PageType::kWritable) {
+      left_writable_.push_back(mfn);
+    }
   }
   if (mode_ == Mode::kWriteThrough) return;  // Everything is visible.
   // Without a type change nothing waits: publish the final values now.

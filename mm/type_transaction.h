@@ -22,7 +22,9 @@
 //      level or above: hvmm has no linear (recursive) page tables.
 //   5. A frame whose type changes away from a page-table type or from
 //      `writable` gets a new generation, so the safety oracle can tell its
-//      old use from its new one.
+//      old use from its new one. What counts is the net change over the
+//      transaction: a frame that leaves its type and takes it back within
+//      one batch never showed the other type to anyone, and is no retype.
 //
 // Commit order (DESIGN §4). A type change away from a page table must wait
 // until no walker and no cache can still reach the frame as its old self;
@@ -149,9 +151,14 @@ class TypeTransaction {
   // may since have taken another type: see retyped_tables()). Walkers that
   // began before PublishRemovals() may still be reading them.
   absl::Span<const Mfn> released_tables() const { return released_tables_; }
-  // Frames that left a page-table type in this transaction: no walker may
-  // read them, and no cache hold them, once PublishAdditions() runs.
+  // After PublishRemovals(): frames that left a page-table type in this
+  // transaction (net): no walker may read them, and no cache hold them,
+  // once PublishAdditions() runs.
   absl::Span<const Mfn> retyped_tables() const { return retyped_tables_; }
+  // After PublishRemovals(): frames that were `writable` and are page
+  // tables now (net): no walker may still hold a writable translation of
+  // them once PublishAdditions() runs.
+  absl::Span<const Mfn> former_writable() const { return left_writable_; }
 
  private:
   struct Snapshot {
@@ -186,7 +193,11 @@ class TypeTransaction {
   const uint64_t id_;
   // Each touched record once, in first-touch order.
   std::vector<Snapshot> snapshots_;
-  // Rule 5 (generation) and rule 3 (stamp). May repeat.
+  // Each frame whose type changed, with its type before the transaction,
+  // in first-change order; PublishRemovals() derives the net lists below.
+  std::vector<std::pair<Mfn, PageType>> type_changes_;
+  absl::flat_hash_set<Mfn> type_changed_;
+  // Rule 5 (generation), net; rule 3 (stamp), may repeat.
   std::vector<Mfn> retyped_tables_;
   std::vector<Mfn> left_writable_;
   std::vector<Mfn> type_count_hit_zero_;

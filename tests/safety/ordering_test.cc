@@ -104,6 +104,41 @@ TEST_P(OrderingTest, FormerTableLeavingThroughAReadOnlyMapping) {
   ExpectOutcome(h);
 }
 
+// A writable page becomes an L1 in the batch that unhooks the only table
+// mapping it, while a walker is inside that table, about to read the leaf
+// that maps the page writable. The safe policies wait for that walker
+// before the page is a table, so the walker reads its leaf while the page
+// is still the old, writable one (same generation); unsafe does not.
+// (Review probe: before BeforeRetype covered former writable pages, no
+// policy waited, and the walker translated writably to a live table.)
+TEST_P(OrderingTest, WritablePageBecomesATableUnderAWalker) {
+  ScenarioHost h(GetParam(), kVa);
+  MemoryManager& mm = h.mm();
+  const std::vector<Mfn> path = h.PathTables();
+  const Mfn l2 = path[2];
+  const Mfn page =
+      mm.Walk(h.domain(), VcpuId(0), kVa, Access::kRead).value().mfn;
+  const uint32_t before = mm.InspectFrame(page).value().generation;
+  h.Watch(page);
+  h.ArmParked(0);
+  h.WaitParkedOrDone(0);
+  ASSERT_TRUE(h.parked(0));
+  h.RunUpdater([&] {
+    EXPECT_TRUE(mm.MmuUpdate(h.domain(), {{l2, 0, 0},
+                                          {l2, 1, MakePte(page, kRw)}})
+                    .ok());
+  });
+  EXPECT_EQ(mm.InspectFrame(page).value().type, PageType::kL1);
+  if (safe()) {
+    EXPECT_EQ(h.WatchedGeneration(0), before)
+        << "the walker read a writable leaf to a page that was a table";
+  } else {
+    EXPECT_NE(h.WatchedGeneration(0), before) << "unsafe waited after all";
+  }
+  h.Finish();
+  EXPECT_TRUE(mm.Audit().ok()) << mm.Audit();
+}
+
 INSTANTIATE_TEST_SUITE_P(
     EveryPolicy, OrderingTest,
     ::testing::Values(Policy::kIpi, Policy::kAssistedForceIpi,

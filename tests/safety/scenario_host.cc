@@ -17,6 +17,7 @@ ScenarioHost::ScenarioHost(Policy policy, Vaddr va) : va_(va) {
   options.assisted = {0, 0};
   engine_ = FlushEngine::Create(mm_.get(), options).value();
   for (int i = 0; i < kPcpus; ++i) {
+    walkers_[i].host = this;
     GuestCpu::Options guest;
     guest.slice_accesses = 1 << 20;
     guest.release_stamps = &engine_->policy().release_stamps();
@@ -42,6 +43,12 @@ ScenarioHost::~ScenarioHost() { Finish(); }
 
 void ScenarioHost::ParkHook(void* arg, WalkPoint point, Level level) {
   Walker* w = static_cast<Walker*>(arg);
+  if (point == WalkPoint::kEntryRead && level == Level::kL1 &&
+      w->host->watched_ != 0) {
+    w->watched_generation.store(w->host->mm_->frame_table()
+                                    .info(Mfn(w->host->watched_ - 1))
+                                    .generation.load());
+  }
   if (point != WalkPoint::kTableReached || level != Level::kL1) return;
   if (!w->park.exchange(false)) return;
   w->state.store(kParked);
@@ -94,10 +101,10 @@ void ScenarioHost::RunUpdater(const std::function<void()>& update) {
     done.store(true);
   });
   while (!done.load()) {
-    const bool grace_waits = engine_->grace().waiting() > 0;
     for (int i = 0; i < kPcpus; ++i) {
       if (walkers_[i].state.load() == kParked &&
-          (grace_waits || engine_->pcpus()[i]->ipi_pending())) {
+          (engine_->grace().WaitingFor(i) ||
+           engine_->pcpus()[i]->ipi_pending())) {
         walkers_[i].release.store(true);
       }
     }

@@ -12,8 +12,9 @@
 //                          received) after arming: a walker that begins
 //                          right after an updater's flush or safety step.
 // RunUpdater(fn) runs fn on another thread and releases each parked walker
-// as soon as the updater is seen waiting for it (an IPI pending on its pCPU,
-// or a grace period waiting) or is done: never by time. So a policy that
+// as soon as something is seen waiting for it (an IPI pending on its pCPU,
+// or a grace period waiting for that pCPU) or the updater is done: never by
+// time. So a policy that
 // waits gets its walker back and finishes; one that does not finishes
 // first, and the walker then finds its table changed.
 //
@@ -66,6 +67,13 @@ class ScenarioHost {
     const GuestCpuStats s = Stats();
     return s.existence_violations + s.coherence_violations;
   }
+  // While a walker runs, the generation `mfn` had when the walker read its
+  // last leaf entry (what it would translate through), for
+  // WatchedGeneration().
+  void Watch(Mfn mfn) { watched_ = mfn.value() + 1; }
+  uint32_t WatchedGeneration(int cpu) const {
+    return walkers_[cpu].watched_generation.load();
+  }
   // Destroys the domain and stops the pCPUs: afterwards the audit passes
   // and every frame is free. Idempotent.
   void Finish();
@@ -76,6 +84,8 @@ class ScenarioHost {
     std::atomic<int> state{kIdle};
     std::atomic<bool> park{false};
     std::atomic<bool> release{false};
+    std::atomic<uint32_t> watched_generation{0};
+    ScenarioHost* host = nullptr;
     bool after_flush = false;
     uint64_t ipis_at_arm = 0, requests_at_arm = 0;
   };
@@ -91,6 +101,7 @@ class ScenarioHost {
   std::vector<std::unique_ptr<GuestCpu>> guests_;
   DomainId domain_{0};
   bool finished_ = false;
+  uint64_t watched_ = 0;  // Mfn + 1; 0: none.
 };
 
 }  // namespace testing
