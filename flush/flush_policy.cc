@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
+#include "mm/mm_errors.h"
 
 namespace hvmm {
 
@@ -14,7 +15,7 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view name) {
   if (name == "assisted-unsafe") return Policy::kAssistedUnsafe;
   if (name == "assisted+force-ipi") return Policy::kAssistedForceIpi;
   if (name == "assisted+rcu") return Policy::kAssistedRcu;
-  return absl::InvalidArgumentError(absl::StrCat(
+  return UnknownPolicyError(absl::StrCat(
       "unknown policy '", name,
       "' (ipi, assisted-unsafe, assisted+force-ipi, assisted+rcu)"));
 }
@@ -36,7 +37,7 @@ const char* PolicyName(Policy policy) {
 absl::StatusOr<std::unique_ptr<FlushPolicy>> FlushPolicy::Create(
     Policy policy, bool allow_unsafe, Machine machine) {
   if (policy == Policy::kAssistedUnsafe && !allow_unsafe) {
-    return absl::FailedPreconditionError(
+    return UnsafePolicyNotAllowedError(
         "policy assisted-unsafe reproduces the use-after-free of lockless "
         "walkers on freed page tables; it runs only when explicitly allowed");
   }
@@ -59,7 +60,7 @@ absl::StatusOr<std::unique_ptr<FlushPolicy>> FlushPolicy::Create(
 
 absl::StatusOr<uint8_t> FlushPolicy::OverrideTag(Policy policy) const {
   if (policy == Policy::kAssistedUnsafe && !allow_unsafe_) {
-    return absl::FailedPreconditionError(
+    return UnsafePolicyNotAllowedError(
         "policy assisted-unsafe for a domain runs only when the daemon "
         "allows assisted-unsafe explicitly");
   }
@@ -69,7 +70,7 @@ absl::StatusOr<uint8_t> FlushPolicy::OverrideTag(Policy policy) const {
 absl::Status FlushPolicy::CheckPolicyTag(uint8_t tag) const {
   if (tag == 0) return absl::OkStatus();
   if (tag - 1 > static_cast<int>(Policy::kAssistedRcu)) {
-    return absl::InvalidArgumentError(absl::StrCat(
+    return UnknownPolicyError(absl::StrCat(
         "flush_policy tag ", tag, " names no policy (0: the default, ",
         "1..4: ipi, assisted-unsafe, assisted+force-ipi, assisted+rcu)"));
   }

@@ -54,7 +54,7 @@ absl::StatusOr<DomainId> MemoryManager::CreateDomain(
   WriterMutexLock registry_lock(&domains_mu_);
   if (names_.contains(config.name)) return DomainNameTakenError(config.name);
   if (next_domain_id_ == 0) {
-    return absl::ResourceExhaustedError("domain ids exhausted");
+    return DomainIdsExhaustedError();
   }
   const DomainId id(next_domain_id_);
   auto domain = std::make_shared<Domain>(id, config.name, config.vcpus,

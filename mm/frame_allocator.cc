@@ -1,5 +1,7 @@
 #include "mm/frame_allocator.h"
 
+#include "mm/mm_errors.h"
+
 #include <sched.h>
 
 #include <algorithm>
@@ -93,9 +95,7 @@ absl::StatusOr<Mfn> FrameAllocator::Allocate() {
   // The caller's shard and the pool are empty; another shard may not be.
   if (!found) found = StealFromAnyShard(&raw);
   if (!found) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("frame pool exhausted: all ", table_->frame_count(),
-                     " frames are in use"));
+    return PoolExhaustedError(table_->frame_count());
   }
   const Mfn mfn(raw);
   PageInfo& info = table_->info(mfn);

@@ -288,8 +288,7 @@ absl::Status MemoryManager::MmuUpdate(DomainId id,
 absl::StatusOr<Mfn> MemoryManager::RangeRootLocked(const Domain& domain) const {
   std::optional<Mfn> root = domain.root_locked();
   if (!root) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "domain %u has released its root table", domain.id().value()));
+    return RootReleasedError(domain.id());
   }
   const PageInfo& info = table_->info(*root);
   if (info.type != PageType::kL4 || info.type_count == 0) {
@@ -364,8 +363,7 @@ absl::StatusOr<WalkResult> MemoryManager::Walk(DomainId id, VcpuId vcpu,
   }
   std::optional<Mfn> root = domain.base_pointer(vcpu);
   if (!root) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "vCPU %u of domain %u has no base pointer", vcpu.value(), id.value()));
+    return NoBasePointerError(id, vcpu);
   }
   return WalkTables(*table_, *root, va, access);
 }

@@ -1,8 +1,14 @@
 // The errors that callers of the mm core can cause, one constructor each.
 //
-// Every error a client or guest can trigger is built here, so that its code
-// and wording are decided once. docs/ERRORS.md lists them in a table; keep the
-// two in step. The server maps absl codes to gRPC codes one-to-one.
+// Every error a client or guest can trigger is built here, so that its code,
+// wording and reason are decided once. docs/ERRORS.md lists them in a table
+// (a test checks that every reason is there). The server maps absl codes to
+// gRPC codes in one place.
+//
+// Reasons. Besides its canonical code and a message naming what was wrong,
+// every error carries a machine-readable reason, UPPER_SNAKE (for example
+// TYPE_CONFLICT), that a client can branch on: an absl::Status payload
+// under kReasonPayload. ErrorReason() reads it.
 #ifndef HVMM_MM_MM_ERRORS_H_
 #define HVMM_MM_MM_ERRORS_H_
 
@@ -14,6 +20,11 @@
 #include "mm/types.h"
 
 namespace hvmm {
+
+inline constexpr absl::string_view kReasonPayload = "hvmm.v1.ErrorReason";
+
+// The reason of an error built here; "" for OK or a foreign status.
+std::string ErrorReason(const absl::Status& status);
 
 // kNotFound: no live domain has this id.
 absl::Status UnknownDomainError(DomainId domain);
@@ -51,6 +62,20 @@ absl::Status AliasedTablesError(Mfn table, Level level, Vaddr first,
                                 Vaddr second);
 // kAlreadyExists: a live domain already has this name.
 absl::Status DomainNameTakenError(absl::string_view name);
+// kResourceExhausted: no free frame left on the host (after reclaiming
+// frees that were only waiting for a grace period).
+absl::Status PoolExhaustedError(uint64_t frame_count);
+// kResourceExhausted: every domain id has been used.
+absl::Status DomainIdsExhaustedError();
+// kFailedPrecondition: MapRange/UnmapRange after the domain released the
+// root table hvmm gave it.
+absl::Status RootReleasedError(DomainId domain);
+// kFailedPrecondition: a walk for a vCPU with no base pointer.
+absl::Status NoBasePointerError(DomainId domain, VcpuId vcpu);
+// kInvalidArgument: a flush-policy name or tag that names no policy.
+absl::Status UnknownPolicyError(absl::string_view what);
+// kFailedPrecondition: assisted-unsafe without the explicit allowance.
+absl::Status UnsafePolicyNotAllowedError(absl::string_view what);
 
 }  // namespace hvmm
 

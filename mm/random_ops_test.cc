@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "mm/memory_manager.h"
+#include "mm/mm_errors.h"
 #include "mm/pte.h"
 #include "mm/testing/mm_test_util.h"
 
@@ -45,6 +46,11 @@ class RandomOps {
       if (!s.ok() && IsUnexpected(s)) {
         return absl::StrCat("step ", step, " ", kOpNames[op],
                             ": unexpected error ", s.ToString());
+      }
+      // Every refusal says why, in a word a client can branch on.
+      if (!s.ok() && ErrorReason(s).empty()) {
+        return absl::StrCat("step ", step, " ", kOpNames[op],
+                            ": error without a reason: ", s.ToString());
       }
       if (!s.ok() && !before.empty() && op != kRecreate &&
           StateDigest(*mm_) != before) {

@@ -3,6 +3,7 @@
 
 #include "gtest/gtest.h"
 #include "mm/memory_manager.h"
+#include "mm/mm_errors.h"
 #include "mm/pte.h"
 #include "mm/testing/mm_test_util.h"
 
@@ -56,6 +57,7 @@ class TypeRulesTest : public ::testing::Test {
   void ExpectRejected(absl::Status status, absl::StatusCode code,
                       const std::string& before) {
     EXPECT_EQ(status.code(), code) << status;
+    EXPECT_NE(ErrorReason(status), "") << "no reason: " << status;
     EXPECT_EQ(DigestDiff(before, StateDigest(*mm_)), "")
         << "a failed operation changed state";
     EXPECT_TRUE(mm_->Audit().ok()) << mm_->Audit();
