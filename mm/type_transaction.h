@@ -136,11 +136,6 @@ class TypeTransaction {
   void PublishRemovals();
   // Phase 2. REQUIRES: after PublishRemovals().
   void PublishAdditions();
-  // Both phases, with nothing between: for callers with no flush hooks.
-  void Commit() {
-    PublishRemovals();
-    PublishAdditions();
-  }
   // REQUIRES: kStaged, and PublishRemovals() not called.
   void Abort();
 
