@@ -43,11 +43,18 @@
 //
 // Per-domain override (DESIGN §3: "set for the daemon, overridable per
 // domain"): the policy is a daemon-wide default, and a domain created with
-// DomainConfig::flush_policy = OverrideTag(p) runs under p for its whole
-// life. Every hook acts under PolicyFor(domain); PolicyRetirer routes the
-// domain's frees the same way. Fixing the policy at creation means no
-// operation ever straddles two policies (an rcu unmap freed as ipi would be
-// the seed bug).
+// DomainConfig::flush_policy = OverrideTag(p) runs under p.
+// MemoryManager::SetFlushPolicy changes it live, under the domain's lock, so
+// no commit ever straddles two policies (an rcu unmap freed as ipi would be
+// the seed bug). Every hook acts under PolicyFor(domain); PolicyRetirer
+// routes the domain's frees the same way. A change is safe between commits
+// because each policy's safety step covers releases made under any other:
+//   - frees already queued for a grace period stay queued (the
+//     DeferredRetirer never looks at the policy);
+//   - a table released earlier and retyped now is covered by the new
+//     policy's BeforeRetype: an IPI to the dirty mask waits out every walker
+//     of the domain, and rcu's release stamp is recorded under every policy.
+// tests/safety/policy_change_test.cc checks every pair.
 //
 // Thread-safety: all hooks from any thread (they are called under a domain
 // lock; none takes one).

@@ -11,7 +11,8 @@
 // immediate frees leave nothing pending.
 //
 // Thread-safety: as FrameRetirer. Retire() runs under the domain's lock, so
-// the domain's policy (fixed at creation) cannot change under it.
+// the domain's policy (which changes only under that lock) cannot change
+// under it. Frees queued before a change stay queued.
 #ifndef HVMM_FLUSH_POLICY_RETIRER_H_
 #define HVMM_FLUSH_POLICY_RETIRER_H_
 

@@ -53,10 +53,17 @@ class Domain {
   const std::string& name() const { return name_; }
   uint32_t vcpus() const { return vcpus_; }
   uint64_t max_pages() const { return max_pages_; }
-  // Opaque to the mm core: the flush engine's per-domain policy override,
-  // fixed for the domain's life (0: the engine's default). See
-  // DomainConfig::flush_policy.
-  uint8_t flush_policy() const { return flush_policy_; }
+  // Opaque to the mm core: the flush engine's per-domain policy override
+  // (0: the engine's default). See DomainConfig::flush_policy. It changes
+  // only under mu() (SetFlushPolicyLocked), so a reader holding mu() sees
+  // one value for a whole commit; a lockless reader (statistics) sees the
+  // value before or after a change.
+  uint8_t flush_policy() const {
+    return flush_policy_.load(std::memory_order_relaxed);
+  }
+  void SetFlushPolicyLocked(uint8_t tag) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    flush_policy_.store(tag, std::memory_order_relaxed);
+  }
 
   Mutex& mu() const ABSL_LOCK_RETURNED(mu_) { return mu_; }
 
@@ -148,7 +155,7 @@ class Domain {
   const std::string name_;
   const uint32_t vcpus_;
   const uint64_t max_pages_;
-  const uint8_t flush_policy_;
+  std::atomic<uint8_t> flush_policy_;  // Written under mu_.
 
   mutable Mutex mu_;
   // Owned frames; PageInfo::link of each is its index here.

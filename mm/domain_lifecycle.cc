@@ -47,8 +47,7 @@ absl::StatusOr<DomainId> MemoryManager::CreateDomain(
       return s;
     }
   } else if (config.flush_policy != 0) {
-    return MalformedArgumentError(
-        "flush_policy must be 0: no flush engine is installed");
+    return NoFlushEngineError("flush_policy != 0");
   }
   // Held throughout, so that the audit never sees a half-built domain.
   WriterMutexLock registry_lock(&domains_mu_);
@@ -119,6 +118,19 @@ absl::Status MemoryManager::DestroyDomain(DomainId id) {
   names_.erase(domain->name());
   domains_.erase(id);
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint8_t> MemoryManager::SetFlushPolicy(DomainId id,
+                                                      uint8_t tag) {
+  if (hooks_ == nullptr) {
+    return NoFlushEngineError("a flush policy change");
+  }
+  if (absl::Status s = hooks_->CheckPolicyTag(tag); !s.ok()) return s;
+  absl::StatusOr<LockedDomain> d = Lock(id);
+  if (!d.ok()) return d.status();
+  const uint8_t previous = (*d)->flush_policy();
+  (*d)->SetFlushPolicyLocked(tag);
+  return previous;
 }
 
 absl::StatusOr<DomainInfo> MemoryManager::GetDomainInfo(DomainId id) const {

@@ -32,9 +32,9 @@
 //                  now: once this returns, no walker that may still hold a
 //                  writable translation of them (it read the leaf before
 //                  the mapping went) may be running (isolation).
-//   CheckPolicyTag a domain is about to be created with
-//                  DomainConfig::flush_policy = `tag` (opaque to the mm):
-//                  OK, or the status CreateDomain returns. Called before
+//   CheckPolicyTag a domain is about to be created with, or switched to
+//                  (SetFlushPolicy), DomainConfig::flush_policy = `tag`
+//                  (opaque to the mm): OK, or the status returned. Called before
 //                  anything changes; every later hook may rely on the tag.
 //   AfterAllocate  frames were allocated to `domain` whose newest free-stamp
 //                  is `stamp`: the allocation flush (Xen's filtered flush on

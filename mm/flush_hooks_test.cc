@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "mm/flush_hooks.h"
 #include "mm/memory_manager.h"
+#include "mm/mm_errors.h"
 #include "mm/pte.h"
 #include "mm/testing/mm_test_util.h"
 
@@ -242,6 +243,32 @@ TEST_F(FlushHooksTest, CreateDomainAsksTheHooksAboutThePolicyTag) {
   EXPECT_TRUE(hooks_.calls.empty()) << "no allocation for a refused domain";
   EXPECT_EQ(mm_->allocator().free_frames(), free);
   EXPECT_TRUE(mm_->CreateDomain({"t", 1, 8, /*flush_policy=*/1}).ok());
+}
+
+// A live policy change: the tag is the hooks' to judge; the domain must be
+// live; the previous tag comes back; nothing else happens.
+TEST_F(FlushHooksTest, SetFlushPolicyAsksTheHooksAndReturnsThePrevious) {
+  const DomainId d = mm_->CreateDomain({"p", 1, 8}).value();
+  hooks_.calls.clear();
+  EXPECT_EQ(mm_->SetFlushPolicy(d, 7).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(mm_->GetDomainInfo(d).value().flush_policy, 0);
+  EXPECT_EQ(mm_->SetFlushPolicy(d, 1).value(), 0);
+  EXPECT_EQ(mm_->GetDomainInfo(d).value().flush_policy, 1);
+  EXPECT_EQ(mm_->SetFlushPolicy(d, 0).value(), 1);
+  EXPECT_TRUE(hooks_.calls.empty());
+  const absl::Status ghost = mm_->SetFlushPolicy(DomainId(999), 1).status();
+  EXPECT_EQ(ghost.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ErrorReason(ghost), "UNKNOWN_DOMAIN");
+}
+
+TEST(FlushPolicyWithoutHooksTest, SetFlushPolicyNeedsAFlushEngine) {
+  auto mm = MemoryManager::Create({256, 1, 1}).value();
+  const DomainId d = mm->CreateDomain({"p", 1, 8}).value();
+  const absl::Status s = mm->SetFlushPolicy(d, 0).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ErrorReason(s), "NO_FLUSH_ENGINE");
+  ASSERT_TRUE(mm->DestroyDomain(d).ok());
 }
 
 TEST_F(FlushHooksTest, RefusedOrDataOnlyChangesReleaseNothing) {

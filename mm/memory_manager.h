@@ -64,9 +64,10 @@ struct DomainConfig {
   uint32_t vcpus = 1;        // 1..kMaxVcpus.
   uint64_t max_pages = 0;    // >= 1: the root table counts against it.
   // Opaque to the mm core, which stores it in the Domain for the flush
-  // hooks and the retirer: a per-domain flush policy override, fixed for the
-  // domain's life; 0 selects their default. Obtain values from the flush
-  // engine (FlushPolicy::OverrideTag), which validates them.
+  // hooks and the retirer: a per-domain flush policy override; 0 selects
+  // their default. Obtain values from the flush engine
+  // (FlushPolicy::OverrideTag), which validates them. SetFlushPolicy
+  // changes it later.
   uint8_t flush_policy = 0;
 };
 
@@ -127,6 +128,15 @@ class MemoryManager {
   absl::Status DestroyDomain(DomainId domain);
 
   absl::StatusOr<DomainInfo> GetDomainInfo(DomainId domain) const;
+
+  // Changes the domain's flush policy tag (DomainConfig::flush_policy) while
+  // it runs; returns the previous tag. The change happens under the domain's
+  // lock, between two commits: every commit, and the retire that ends it,
+  // runs under one policy (an rcu unmap freed as ipi would be the seed bug).
+  // Work queued under the old policy (frees waiting for a grace period) is
+  // still honoured. The hooks judge the tag (FlushHooks::CheckPolicyTag);
+  // kFailedPrecondition with no flush engine installed.
+  absl::StatusOr<uint8_t> SetFlushPolicy(DomainId domain, uint8_t tag);
   std::vector<DomainInfo> ListDomains() const;
 
   // Gives the domain `count` fresh frames (type none, unreferenced).

@@ -44,7 +44,7 @@ absl::Status BadFrameError(Mfn mfn) {
 }
 
 absl::Status ForeignFrameError(Mfn mfn, DomainId domain) {
-  return WithReason(absl::PermissionDeniedError(absl::StrFormat(
+  return WithReason(absl::FailedPreconditionError(absl::StrFormat(
                         "foreign frame: mfn 0x%x is not owned by domain %u",
                         mfn.value(), domain.value())),
                     "FOREIGN_FRAME");
@@ -161,6 +161,13 @@ absl::Status NoBasePointerError(DomainId domain, VcpuId vcpu) {
 
 absl::Status UnknownPolicyError(absl::string_view what) {
   return WithReason(absl::InvalidArgumentError(what), "UNKNOWN_POLICY");
+}
+
+absl::Status NoFlushEngineError(absl::string_view what) {
+  return WithReason(
+      absl::FailedPreconditionError(
+          absl::StrCat(what, " needs a flush engine, and none is installed")),
+      "NO_FLUSH_ENGINE");
 }
 
 absl::Status UnsafePolicyNotAllowedError(absl::string_view what) {

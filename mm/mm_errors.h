@@ -32,7 +32,8 @@ absl::Status UnknownDomainError(DomainId domain);
 absl::Status UnknownVcpuError(DomainId domain, VcpuId vcpu, uint32_t vcpus);
 // kInvalidArgument: the frame number is beyond the frame table.
 absl::Status BadFrameError(Mfn mfn);
-// kPermissionDenied: the frame exists but belongs to another domain, or none.
+// kFailedPrecondition: the frame exists but belongs to another domain, or to
+// none (Xen's get_page() failing on the owner check).
 absl::Status ForeignFrameError(Mfn mfn, DomainId domain);
 // kFailedPrecondition: the frame holds references of another type.
 absl::Status TypeConflictError(Mfn mfn, PageType held, uint32_t held_count,
@@ -74,6 +75,9 @@ absl::Status RootReleasedError(DomainId domain);
 absl::Status NoBasePointerError(DomainId domain, VcpuId vcpu);
 // kInvalidArgument: a flush-policy name or tag that names no policy.
 absl::Status UnknownPolicyError(absl::string_view what);
+// kFailedPrecondition: a flush-policy tag or change on an mm with no flush
+// engine installed.
+absl::Status NoFlushEngineError(absl::string_view what);
 // kFailedPrecondition: assisted-unsafe without the explicit allowance.
 absl::Status UnsafePolicyNotAllowedError(absl::string_view what);
 

@@ -285,7 +285,7 @@ TEST_F(TypeRulesTest, EntryErrorsHaveTheirCodes) {
   const std::vector<Mfn> mine = Frames(1);
   const std::string before = StateDigest(*mm_);
   ExpectRejected(Write(t.l1, 1, MakePte(theirs[0], kRo)),
-                 absl::StatusCode::kPermissionDenied, before);
+                 absl::StatusCode::kFailedPrecondition, before);
   ExpectRejected(Write(t.l1, 1, MakePte(Mfn(1u << 20), kRo)),
                  absl::StatusCode::kInvalidArgument, before);
   ExpectRejected(Write(t.l1, 1, MakePte(mine[0], kRo) | (uint64_t{1} << 9)),
@@ -296,7 +296,7 @@ TEST_F(TypeRulesTest, EntryErrorsHaveTheirCodes) {
                  absl::StatusCode::kInvalidArgument, before);
   ExpectRejected(Write(mine[0], 0, 0), absl::StatusCode::kFailedPrecondition,
                  before);  // Not a page table in use.
-  ExpectRejected(Write(theirs[0], 0, 0), absl::StatusCode::kPermissionDenied,
+  ExpectRejected(Write(theirs[0], 0, 0), absl::StatusCode::kFailedPrecondition,
                  before);  // Someone else's table.
   std::vector<EntryUpdate> huge(MemoryManager::kMaxBatch + 1,
                                 EntryUpdate{t.l1, 0, 0});
@@ -327,13 +327,13 @@ TEST_F(TypeRulesTest, PinErrors) {
   const std::vector<Mfn> theirs = Frames(1, other_);
   const std::string before = StateDigest(*mm_);
   ExpectRejected(mm_->PinTable(d_, theirs[0], Level::kL1),
-                 absl::StatusCode::kPermissionDenied, before);
+                 absl::StatusCode::kFailedPrecondition, before);
   ExpectRejected(mm_->PinTable(d_, Mfn(99999), Level::kL1),
                  absl::StatusCode::kInvalidArgument, before);
   ExpectRejected(mm_->PinTable(d_, root_, static_cast<Level>(5)),
                  absl::StatusCode::kInvalidArgument, before);
   ExpectRejected(mm_->UnpinTable(d_, theirs[0]),
-                 absl::StatusCode::kPermissionDenied, before);
+                 absl::StatusCode::kFailedPrecondition, before);
 }
 
 TEST_F(TypeRulesTest, BasePointerTakesAnL4Reference) {
@@ -383,7 +383,7 @@ TEST_F(TypeRulesTest, DecreaseReservationReturnsOnlyUnusedFrames) {
   ExpectRejected(mm_->DecreaseReservation(d_, {f[0], f[0]}),
                  absl::StatusCode::kInvalidArgument, before);
   ExpectRejected(mm_->DecreaseReservation(d_, {f[0], theirs[0]}),
-                 absl::StatusCode::kPermissionDenied, before);
+                 absl::StatusCode::kFailedPrecondition, before);
   ExpectRejected(mm_->DecreaseReservation(d_, {root_}),
                  absl::StatusCode::kFailedPrecondition, before);
   ASSERT_TRUE(mm_->DecreaseReservation(d_, f).ok());

@@ -81,7 +81,7 @@
 
 namespace hvmm {
 
-// kInvalidArgument if mfn is beyond the table, kPermissionDenied if `domain`
+// kInvalidArgument if mfn is beyond the table, kFailedPrecondition if `domain`
 // does not own it. Safe without the owner's lock (reads the atomic owner).
 absl::Status CheckFrameOwned(const FrameTable& table, Mfn mfn,
                              DomainId domain);
