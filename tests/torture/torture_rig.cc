@@ -140,14 +140,19 @@ const char* OpName(Op op) {
       "map",           "unmap",           "unhook",
       "retype-lagged", "unhook+retype",   "writable->table",
       "table-ro",      "pin-retype",      "base-pointer",
-      "decrease-former", "alloc",         "recreate"};
+      "decrease-former", "alloc",         "recreate",
+      "set-policy"};
   return kNames[static_cast<int>(op)];
 }
 
 namespace {
 
 // Percent of Step() calls per Op, in Op order (sums to 100).
-constexpr int kOpWeights[kOpCount] = {36, 28, 6, 4, 5, 4, 4, 3, 3, 2, 4, 1};
+constexpr int kOpWeights[kOpCount] = {35, 28, 6, 4, 5, 4, 4, 3, 3, 2, 4, 1,
+                                      1};
+
+constexpr Policy kSafePolicies[] = {Policy::kIpi, Policy::kAssistedForceIpi,
+                                    Policy::kAssistedRcu};
 
 Op PickOp(std::mt19937_64& rng) {
   int r = static_cast<int>(rng() % 100);
@@ -316,6 +321,19 @@ bool TortureRig::DecreaseFormer(Slot& slot) {
   return aged && mm_->DecreaseReservation(slot.id, {*aged}).ok();
 }
 
+bool TortureRig::SetPolicy(int i, std::mt19937_64& rng) {
+  // Violations are counted by the policy a domain runs when they happen; a
+  // domain configured safe therefore never runs assisted-unsafe.
+  const Policy target = SlotPolicy(i) == Policy::kAssistedUnsafe
+                            ? Policy::kAssistedUnsafe
+                            : kSafePolicies[rng() % 3];
+  absl::StatusOr<uint8_t> tag = engine_->policy().OverrideTag(target);
+  if (!tag.ok() || !mm_->SetFlushPolicy(slots_[i].id, *tag).ok()) return false;
+  MutexLock lock(&policies_mu_);
+  domain_policy_[slots_[i].id.value()] = target;
+  return true;
+}
+
 absl::Status TortureRig::Step(absl::Span<const int> mine,
                               std::mt19937_64& rng) {
   const uint64_t window = options_.window_pages;
@@ -374,6 +392,9 @@ absl::Status TortureRig::Step(absl::Span<const int> mine,
       if (done) (void)mm_->DecreaseReservation(slot.id, *f);
       break;
     }
+    case Op::kSetPolicy:
+      done = SetPolicy(i, rng);
+      break;
     case Op::kRecreate:
       run_queue_.RemoveDomain(slot.id);
       if (absl::Status s = mm_->DestroyDomain(slot.id); !s.ok()) {
@@ -439,6 +460,15 @@ std::string TortureRig::ViolationsByPolicy() const {
   std::vector<Policy> used = {options_.policy};
   for (Policy p : options_.domain_policies) {
     if (std::find(used.begin(), used.end(), p) == used.end()) used.push_back(p);
+  }
+  // Safe domains move among the safe policies (Op::kSetPolicy).
+  if (std::any_of(used.begin(), used.end(),
+                  [](Policy p) { return p != Policy::kAssistedUnsafe; })) {
+    for (Policy p : kSafePolicies) {
+      if (std::find(used.begin(), used.end(), p) == used.end()) {
+        used.push_back(p);
+      }
+    }
   }
   std::string out;
   for (Policy p : used) {

@@ -26,6 +26,9 @@
 //   decrease-former     a released table is returned to the pool as one
 //   alloc               allocate 1..4 frames and release them
 //   recreate            destroy the domain under load and create it again
+//   set-policy          change the domain's flush policy live: a domain
+//                       configured with a safe policy moves among the safe
+//                       ones; an assisted-unsafe one is set to it again
 // Finish() destroys every domain and stops the pCPUs; afterwards the pool
 // must be whole.
 //
@@ -85,8 +88,9 @@ enum class Op : uint8_t {
   kDecreaseFormer,
   kAlloc,
   kRecreate,
+  kSetPolicy,
 };
-inline constexpr int kOpCount = 12;
+inline constexpr int kOpCount = 13;
 const char* OpName(Op op);
 
 struct UpdaterStats {
@@ -159,6 +163,7 @@ class TortureRig {
   bool PinRetype(Slot& slot, std::mt19937_64& rng);
   bool BasePointer(Slot& slot);
   bool DecreaseFormer(Slot& slot);
+  bool SetPolicy(int i, std::mt19937_64& rng);
   // The frames the present entries of `table` point at, once each.
   std::vector<Mfn> EntryTargets(Mfn table) const;
   // Counts a pool-empty failure; returns s.ok().
