@@ -21,7 +21,27 @@ PACKAGES=(
   libbenchmark-dev
   python3-grpcio
   python3-protobuf
+  grpc-proto
+  libcli11-dev
+  libspdlog-dev
+  libsystemd-dev
 )
+
+# buf (proto lint) comes from npm, pinned, into third_party/npm (ignored by
+# git and Bazel). No lock file: the version is pinned here.
+BUF_VERSION=1.75.0
+NPM_PREFIX="$(cd "$(dirname "$0")/.." && pwd)/third_party/npm"
+BUF="$NPM_PREFIX/node_modules/.bin/buf"
+
+install_buf() {
+  [ -x "$BUF" ] && [ "$("$BUF" --version 2>/dev/null)" = "$BUF_VERSION" ] && return 0
+  echo "install_deps: installing buf $BUF_VERSION (npm @bufbuild/buf)"
+  mkdir -p "$NPM_PREFIX"
+  npm install --prefix "$NPM_PREFIX" --no-package-lock --no-save --no-audit \
+    --no-fund --silent "@bufbuild/buf@$BUF_VERSION" >/dev/null
+  [ "$("$BUF" --version 2>/dev/null)" = "$BUF_VERSION" ] ||
+    { echo "install_deps: buf $BUF_VERSION did not install" >&2; exit 1; }
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -29,7 +49,13 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# npm may come with a nodejs package of another origin; Debian's npm only
+# when there is none.
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -eq 0 ]; then
+  install_buf
+  exit 0
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -41,4 +67,5 @@ echo "install_deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_buf
 echo "install_deps: done"
