@@ -74,6 +74,8 @@ class FlushEngine {
   PolicyRetirer& retirer() { return *retirer_; }
   const IpiFlushBackend& ipi_backend() const { return *ipi_; }
   const AssistedFlushBackend& assisted_backend() const { return *assisted_; }
+  const FlushBatcher& ipi_batcher() const { return *ipi_batcher_; }
+  const FlushBatcher& assisted_batcher() const { return *assisted_batcher_; }
 
  private:
   FlushEngine() = default;

@@ -210,3 +210,77 @@ TEST_F(PressureTest, PendingFreesAreBoundedWithBackpressure) {
 
 }  // namespace
 }  // namespace hvmm
+
+namespace hvmm {
+namespace {
+
+// The API's Flush: the domain's dirty mask, by IPI under ipi, assisted
+// otherwise, and it follows a live policy change.
+TEST(FlushEngineTest, ExplicitFlushFollowsTheDomainsPolicy) {
+  auto mm = MakeMemoryManager(kFrames);
+  FlushEngine::Options options;
+  options.pcpus = 3;
+  auto engine = FlushEngine::Create(mm.get(), options).value();
+  engine->Start([](int) { return Pcpu::Step(&testing::PcpuSet::Idle); });
+  const DomainId d = mm->CreateDomain({"f", 1, 16}).value();
+  std::shared_ptr<Domain> domain = mm->FindDomain(d);
+  domain->MarkDirty(0);
+  domain->MarkDirty(2);
+  FlushPolicy& policy = engine->policy();
+  const uint64_t ipis = engine->ipi_backend().ipis_sent();
+  FlushPolicy::ExplicitFlushResult r =
+      policy.ExplicitFlush(*domain, FlushScope::Domain(d));
+  EXPECT_EQ(r.pcpus_targeted, 2);
+  EXPECT_FALSE(r.by_ipi);  // The default, assisted+rcu.
+  EXPECT_EQ(engine->ipi_backend().ipis_sent(), ipis);
+
+  ASSERT_TRUE(
+      mm->SetFlushPolicy(d, policy.OverrideTag(Policy::kIpi).value()).ok());
+  r = policy.ExplicitFlush(*domain, FlushScope::Range(d, kVa, 4));
+  EXPECT_EQ(r.pcpus_targeted, 2);
+  EXPECT_TRUE(r.by_ipi);
+  EXPECT_EQ(engine->ipi_backend().ipis_sent(), ipis + 2);
+  ASSERT_TRUE(mm->DestroyDomain(d).ok());
+  engine->Stop();
+}
+
+// Frees queued for a grace period are counted per domain until freed: a
+// reader parked in a's read section holds a's frees back.
+TEST(FlushEngineTest, PendingFramesOfADomain) {
+  auto mm = MakeMemoryManager(kFrames);
+  FlushEngine::Options options;
+  options.pcpus = 2;
+  auto engine = FlushEngine::Create(mm.get(), options).value();
+  std::atomic<uint32_t> park{0};
+  std::atomic<bool> parked{false};
+  engine->Start([&](int cpu) -> Pcpu::Step {
+    if (cpu != 1) return &testing::PcpuSet::Idle;
+    return [&](Pcpu& self) {
+      const uint32_t d = park.load();
+      if (d == 0) return false;
+      Pcpu::ReadSection section(self, DomainId(d));
+      parked.store(true);
+      while (park.load() == d) std::this_thread::yield();
+      parked.store(false);
+      return true;
+    };
+  });
+  const DomainId a = mm->CreateDomain({"a", 1, 64}).value();
+  const DomainId b = mm->CreateDomain({"b", 1, 64}).value();
+  ASSERT_TRUE(mm->MapRange(a, kVa, 8, true).ok());
+  park.store(a.value());
+  engine->pcpus()[1]->Kick();
+  while (!parked.load()) std::this_thread::yield();
+  const UnmapRangeResult r = mm->UnmapRange(a, kVa, 8).value();
+  DeferredRetirer& deferred = engine->deferred_retirer();
+  EXPECT_EQ(deferred.PendingFramesOf(a), r.frames_released);
+  EXPECT_EQ(deferred.PendingFramesOf(b), 0u);
+  park.store(0);
+  ASSERT_TRUE(mm->DestroyDomain(a).ok());
+  EXPECT_EQ(deferred.PendingFramesOf(a), 0u);
+  ASSERT_TRUE(mm->DestroyDomain(b).ok());
+  engine->Stop();
+}
+
+}  // namespace
+}  // namespace hvmm

@@ -190,6 +190,16 @@ void FlushPolicy::AfterAllocate(const Domain& domain, uint32_t stamp) {
   }
 }
 
+FlushPolicy::ExplicitFlushResult FlushPolicy::ExplicitFlush(
+    const Domain& domain, const FlushScope& scope) {
+  const FlushRequest request{domain.DirtyMask(), scope};
+  ExplicitFlushResult result;
+  result.pcpus_targeted = request.targets.Count();
+  result.by_ipi = PolicyFor(domain) == Policy::kIpi;
+  Send(request, /*no_assist=*/result.by_ipi, /*forced=*/false);
+  return result;
+}
+
 FlushPolicyStats FlushPolicy::stats() const {
   FlushPolicyStats s;
   s.ipi_flushes = ipi_flushes_.load(std::memory_order_relaxed);

@@ -138,6 +138,17 @@ class FlushPolicy : public FlushHooks {
   // for assisted-unsafe unless allowed. So PolicyFor never meets a bad tag.
   absl::Status CheckPolicyTag(uint8_t tag) const override;
 
+  // An explicit flush of `scope` (of `domain`) on the domain's dirty mask,
+  // asked for by a client (the API's Flush): by IPI under ipi, assisted
+  // under the other policies; it keeps caches coherent and frees nothing.
+  // Returns once the flush is done.
+  struct ExplicitFlushResult {
+    int pcpus_targeted = 0;
+    bool by_ipi = false;
+  };
+  ExplicitFlushResult ExplicitFlush(const Domain& domain,
+                                    const FlushScope& scope);
+
   // The default policy.
   Policy policy() const { return policy_; }
   FlushPolicyStats stats() const;

@@ -159,6 +159,16 @@ uint64_t DeferredRetirer::pending_frames() const {
   return pending_;
 }
 
+uint64_t DeferredRetirer::PendingFramesOf(DomainId domain) const {
+  MutexLock lock(&mu_);
+  uint64_t n = 0;
+  if (auto it = queues_.find(domain); it != queues_.end()) n += it->second.size();
+  for (const auto& [id, batch] : in_flight_) {
+    if (batch.domain == domain) n += batch.frames.size();
+  }
+  return n;
+}
+
 void DeferredRetirer::ForEachPending(absl::FunctionRef<void(Mfn)> fn,
                                      absl::FunctionRef<void()> then) const {
   MutexLock lock(&mu_);

@@ -67,6 +67,8 @@ class DeferredRetirer final : public FrameRetirer {
   void Drain(DomainId domain) override;
   uint64_t Reclaim() override;
   uint64_t pending_frames() const override;
+  // The frames of `domain` still waiting (queued or in flight).
+  uint64_t PendingFramesOf(DomainId domain) const;
   void ForEachPending(absl::FunctionRef<void(Mfn)> fn,
                       absl::FunctionRef<void()> then) const override;
 

@@ -25,6 +25,9 @@ inline constexpr absl::string_view kReasonPayload = "hvmm.v1.ErrorReason";
 
 // The reason of an error built here; "" for OK or a foreign status.
 std::string ErrorReason(const absl::Status& status);
+// `status` with `reason` attached, for error constructors of other layers
+// (the service's own errors). REQUIRES: !status.ok().
+absl::Status WithErrorReason(absl::Status status, absl::string_view reason);
 
 // kNotFound: no live domain has this id.
 absl::Status UnknownDomainError(DomainId domain);

@@ -141,15 +141,15 @@ const char* OpName(Op op) {
       "retype-lagged", "unhook+retype",   "writable->table",
       "table-ro",      "pin-retype",      "base-pointer",
       "decrease-former", "alloc",         "recreate",
-      "set-policy"};
+      "set-policy",      "flush"};
   return kNames[static_cast<int>(op)];
 }
 
 namespace {
 
 // Percent of Step() calls per Op, in Op order (sums to 100).
-constexpr int kOpWeights[kOpCount] = {35, 28, 6, 4, 5, 4, 4, 3, 3, 2, 4, 1,
-                                      1};
+constexpr int kOpWeights[kOpCount] = {34, 28, 6, 4, 5, 4, 4, 3, 3, 2, 4, 1,
+                                      1, 1};
 
 constexpr Policy kSafePolicies[] = {Policy::kIpi, Policy::kAssistedForceIpi,
                                     Policy::kAssistedRcu};
@@ -395,6 +395,15 @@ absl::Status TortureRig::Step(absl::Span<const int> mine,
     case Op::kSetPolicy:
       done = SetPolicy(i, rng);
       break;
+    case Op::kFlush: {
+      const std::shared_ptr<Domain> d = mm_->FindDomain(slot.id);
+      if (d == nullptr) break;
+      (void)engine_->policy().ExplicitFlush(
+          *d, rng() % 2 ? FlushScope::Domain(slot.id)
+                        : FlushScope::Range(slot.id, va, 1 + rng() % 16));
+      done = true;
+      break;
+    }
     case Op::kRecreate:
       run_queue_.RemoveDomain(slot.id);
       if (absl::Status s = mm_->DestroyDomain(slot.id); !s.ok()) {

@@ -29,6 +29,8 @@
 //   set-policy          change the domain's flush policy live: a domain
 //                       configured with a safe policy moves among the safe
 //                       ones; an assisted-unsafe one is set to it again
+//   flush               an explicit flush of the domain or of a range
+//                       (the API's Flush)
 // Finish() destroys every domain and stops the pCPUs; afterwards the pool
 // must be whole.
 //
@@ -89,8 +91,9 @@ enum class Op : uint8_t {
   kAlloc,
   kRecreate,
   kSetPolicy,
+  kFlush,
 };
-inline constexpr int kOpCount = 13;
+inline constexpr int kOpCount = 14;
 const char* OpName(Op op);
 
 struct UpdaterStats {
