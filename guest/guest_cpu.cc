@@ -35,16 +35,22 @@ void GuestCpuStats::Add(const GuestCpuStats& o) {
 void VcpuRunQueue::AddDomain(std::shared_ptr<Domain> domain,
                              const WorkloadConfig& config, uint64_t seed) {
   MutexLock lock(&mu_);
-  removed_.erase(domain->id());
+  DropQueuedLocked(domain->id());
+  const uint64_t epoch = next_epoch_++;
+  epochs_[domain->id()] = epoch;
   for (uint32_t v = 0; v < domain->vcpus(); ++v) {
     queue_.push_back(std::unique_ptr<GuestVcpu>(new GuestVcpu{
-        domain, VcpuId(v), AccessStream(config, seed * 1000003 + v)}));
+        domain, VcpuId(v), AccessStream(config, seed * 1000003 + v), epoch}));
   }
 }
 
 void VcpuRunQueue::RemoveDomain(DomainId domain) {
   MutexLock lock(&mu_);
-  removed_.insert(domain);
+  epochs_.erase(domain);
+  DropQueuedLocked(domain);
+}
+
+void VcpuRunQueue::DropQueuedLocked(DomainId domain) {
   std::deque<std::unique_ptr<GuestVcpu>> kept;
   for (auto& v : queue_) {
     if (v->domain->id() != domain) kept.push_back(std::move(v));
@@ -62,7 +68,8 @@ std::unique_ptr<GuestVcpu> VcpuRunQueue::Pop() {
 
 void VcpuRunQueue::Push(std::unique_ptr<GuestVcpu> vcpu) {
   MutexLock lock(&mu_);
-  if (removed_.contains(vcpu->domain->id())) return;
+  auto it = epochs_.find(vcpu->domain->id());
+  if (it == epochs_.end() || it->second != vcpu->epoch) return;
   queue_.push_back(std::move(vcpu));
 }
 

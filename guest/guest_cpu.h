@@ -56,15 +56,17 @@ struct GuestVcpu {
   std::shared_ptr<Domain> domain;
   VcpuId vcpu{0};
   AccessStream stream;
+  uint64_t epoch = 0;  // The AddDomain() call that made it.
 };
 
 class VcpuRunQueue {
  public:
-  // Adds every vCPU of `domain`, each with its own stream.
+  // Adds every vCPU of `domain`, each with its own stream, replacing any
+  // the domain had.
   void AddDomain(std::shared_ptr<Domain> domain, const WorkloadConfig& config,
                  uint64_t seed);
   // Drops the domain's vCPUs: queued ones now, running ones when their
-  // pCPU puts them back.
+  // pCPU puts them back (so a later AddDomain never meets the old ones).
   void RemoveDomain(DomainId domain);
 
   std::unique_ptr<GuestVcpu> Pop();
@@ -72,9 +74,14 @@ class VcpuRunQueue {
   int size() const;
 
  private:
+  void DropQueuedLocked(DomainId domain) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable Mutex mu_;
   std::deque<std::unique_ptr<GuestVcpu>> queue_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<DomainId> removed_ ABSL_GUARDED_BY(mu_);
+  // Per domain with vCPUs, the epoch of its current ones; a vCPU of
+  // another epoch is dropped when put back.
+  absl::flat_hash_map<DomainId, uint64_t> epochs_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 enum class ViolationKind : uint8_t { kExistence, kCoherence };

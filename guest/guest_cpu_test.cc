@@ -187,6 +187,29 @@ TEST(GuestCpuTest, AStaleWritableEntryOfAPageThatBecameATableIsAViolation) {
 
 // The dirty mask follows the pCPU: switching to another domain drops the old
 // domain's translations and clears the pCPU from its mask.
+// A workload restarted while one of its vCPUs was running (popped) must not
+// get that old vCPU back: it belongs to the stopped workload.
+TEST(VcpuRunQueueTest, ARestartDropsTheOldRunningVcpus) {
+  auto mm = MakeMemoryManager(1024);
+  const DomainId a = mm->CreateDomain({"a", 2, 256}).value();
+  WorkloadConfig w;
+  w.ranges = {{Vaddr(0), 1}};
+  VcpuRunQueue run_queue;
+  run_queue.AddDomain(mm->FindDomain(a), w, 1);
+  std::unique_ptr<GuestVcpu> running = run_queue.Pop();
+  ASSERT_NE(running, nullptr);
+  EXPECT_EQ(run_queue.size(), 1);
+  run_queue.AddDomain(mm->FindDomain(a), w, 2);  // Restart: replaces both.
+  EXPECT_EQ(run_queue.size(), 2);
+  run_queue.Push(std::move(running));
+  EXPECT_EQ(run_queue.size(), 2) << "the old vCPU came back";
+  std::unique_ptr<GuestVcpu> again = run_queue.Pop();
+  run_queue.RemoveDomain(a);
+  EXPECT_EQ(run_queue.size(), 0);
+  run_queue.Push(std::move(again));
+  EXPECT_EQ(run_queue.size(), 0) << "a stopped workload's vCPU came back";
+}
+
 TEST(GuestCpuTest, SwitchingDomainsMovesThePcpuBetweenDirtyMasks) {
   auto mm = MakeMemoryManager(1024);
   const DomainId a = mm->CreateDomain({"a", 1, 256}).value();
