@@ -393,6 +393,29 @@ absl::StatusOr<FrameSnapshot> MemoryManager::InspectFrame(Mfn mfn) const {
   }
 }
 
+FrameCensus MemoryManager::CountOwnedFrames() const {
+  std::vector<std::shared_ptr<Domain>> domains;
+  {
+    ReaderMutexLock registry_lock(&domains_mu_);
+    for (const auto& [id, d] : domains_) domains.push_back(d);
+  }
+  FrameCensus census;
+  for (const auto& d : domains) {
+    MutexLock lock(&d->mu());
+    for (Mfn mfn : d->owned_frames_locked()) {
+      const PageType type = table_->info(mfn).type;
+      if (type == PageType::kWritable) {
+        ++census.writable;
+      } else if (IsPageTableType(type)) {
+        ++census.tables;
+      } else {
+        ++census.none;
+      }
+    }
+  }
+  return census;
+}
+
 absl::Status MemoryManager::Audit() const {
   ReaderMutexLock registry_lock(&domains_mu_);
   std::vector<const Domain*> domains;

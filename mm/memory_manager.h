@@ -88,6 +88,13 @@ struct EntryUpdate {
   uint64_t entry;
 };
 
+// Owned frames by type (statistics).
+struct FrameCensus {
+  uint64_t none = 0;
+  uint64_t writable = 0;
+  uint64_t tables = 0;  // l1..l4.
+};
+
 // A frame's metadata as seen at one instant.
 struct FrameSnapshot {
   DomainId owner{0};
@@ -168,6 +175,10 @@ class MemoryManager {
                                   Access access) const;
 
   absl::StatusOr<FrameSnapshot> InspectFrame(Mfn mfn) const;
+
+  // Counts the frames every domain owns, by type: one domain at a time,
+  // each under its lock (so not one instant across domains).
+  FrameCensus CountOwnedFrames() const;
 
   // Checks every invariant of docs/INVARIANTS.md over a consistent snapshot
   // (takes every lock). kInternal with the first violations found.

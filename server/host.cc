@@ -1,0 +1,342 @@
+#include "server/host.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "mm/address_space.h"
+#include "mm/mm_errors.h"
+#include "server/api_errors.h"
+
+namespace hvmm {
+namespace {
+
+absl::Status CheckWorkloadConfig(const WorkloadConfig& config) {
+  if (config.ranges.empty()) {
+    return MalformedArgumentError("a workload needs at least one range");
+  }
+  if (config.ranges.size() > 64) {
+    return MalformedArgumentError(absl::StrCat(
+        "a workload has at most 64 ranges, got ", config.ranges.size()));
+  }
+  for (size_t i = 0; i < config.ranges.size(); ++i) {
+    const PageRange& r = config.ranges[i];
+    if (absl::Status s = CheckRange(r.start, r.pages); !s.ok()) {
+      return MalformedArgumentError(
+          absl::StrCat("ranges[", i, "]: ", s.message()));
+    }
+  }
+  if (!(config.write_fraction >= 0 && config.write_fraction <= 1)) {
+    return MalformedArgumentError(absl::StrCat(
+        "write_fraction must be in [0, 1], got ", config.write_fraction));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Host>> Host::Create(const HostOptions& options) {
+  if (options.frames < 16 || options.frames > (uint64_t{1} << 32)) {
+    return MalformedArgumentError(absl::StrCat(
+        "frames must be in [16, 2^32], got ", options.frames));
+  }
+  std::unique_ptr<Host> host(new Host(options));
+  MemoryManagerOptions mm_options;
+  mm_options.frame_count = options.frames;
+  absl::StatusOr<std::unique_ptr<MemoryManager>> mm =
+      MemoryManager::Create(mm_options);
+  if (!mm.ok()) return mm.status();
+  host->mm_ = *std::move(mm);
+
+  FlushEngine::Options engine;
+  engine.policy = options.policy;
+  engine.allow_unsafe = options.allow_unsafe;
+  engine.pcpus = options.pcpus;
+  engine.assisted = {options.hypercall_ns, 100};
+  absl::StatusOr<std::unique_ptr<FlushEngine>> e =
+      FlushEngine::Create(host->mm_.get(), engine);
+  if (!e.ok()) return e.status();
+  host->engine_ = *std::move(e);
+
+  Host* raw = host.get();
+  for (int i = 0; i < options.pcpus; ++i) {
+    GuestCpu::Options guest;
+    guest.release_stamps = &host->engine_->policy().release_stamps();
+    guest.on_violation = [raw](ViolationKind kind, const Domain& domain,
+                               Mfn frame) {
+      raw->NoteViolation(kind, domain, frame);
+    };
+    host->guests_.push_back(std::make_unique<GuestCpu>(
+        &host->mm_->frame_table(), &host->run_queue_, std::move(guest)));
+    host->queues_.push_back(std::make_unique<PcpuQueue>());
+  }
+  host->engine_->Start([raw](int cpu) {
+    return [raw, cpu](Pcpu& self) { return raw->Step(cpu, self); };
+  });
+  return host;
+}
+
+Host::Host(const HostOptions& options)
+    : options_(options), start_time_(absl::Now()) {}
+
+Host::~Host() { (void)Shutdown(); }
+
+void Host::SetViolationListener(ViolationListener listener) {
+  listener_ = std::move(listener);
+}
+
+bool Host::Step(int cpu, Pcpu& self) {
+  PcpuQueue& q = *queues_[cpu];
+  std::shared_ptr<TranslateJob> job;
+  {
+    absl::MutexLock lock(&q.mu);
+    if (!q.jobs.empty()) {
+      job = std::move(q.jobs.front());
+      q.jobs.pop_front();
+    }
+  }
+  if (job != nullptr) {
+    RunTranslate(self, *job);
+    return true;
+  }
+  return guests_[cpu]->Step(self);
+}
+
+void Host::RunTranslate(Pcpu& self, TranslateJob& job) {
+  const Domain& domain = *job.domain;
+  WalkResult walk;
+  {
+    // A walker's read side: grace periods of this domain wait for it, and
+    // an IPI waits for the step (interrupts are off) to end.
+    Pcpu::ReadSection section(self, domain.id());
+    walk = WalkFromBasePointer(mm_->frame_table(),
+                               domain.base_pointer_slot(job.vcpu), job.va,
+                               job.access);
+    // The oracle's existence check, as GuestCpu does after its walks.
+    if (walk.tables_read > 0 && !TablesUnchanged(mm_->frame_table(), walk)) {
+      translate_violations_.fetch_add(1, std::memory_order_relaxed);
+      NoteViolation(ViolationKind::kExistence, domain,
+                    walk.tables[walk.tables_read - 1]);
+    }
+  }
+  translations_.fetch_add(1, std::memory_order_relaxed);
+  absl::MutexLock lock(&job.mu);
+  job.result = {walk, self.id()};
+  job.done = true;
+}
+
+void Host::NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame) {
+  if (std::shared_ptr<DomainCounters> c = CountersOf(domain.id())) {
+    (kind == ViolationKind::kExistence ? c->existence : c->coherence)
+        .fetch_add(1, std::memory_order_relaxed);
+  }
+  if (listener_) listener_(kind, domain.id(), frame, PolicyOf(domain));
+}
+
+std::shared_ptr<Host::DomainCounters> Host::CountersOf(DomainId domain) const {
+  absl::MutexLock lock(&mu_);
+  auto it = counters_.find(domain);
+  return it == counters_.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<DomainId> Host::CreateDomain(std::string name, uint32_t vcpus,
+                                            uint64_t max_pages,
+                                            std::optional<Policy> policy) {
+  if (shut_down_.load()) return DrainingError();
+  uint8_t tag = 0;
+  if (policy) {
+    absl::StatusOr<uint8_t> t = engine_->policy().OverrideTag(*policy);
+    if (!t.ok()) return t.status();
+    tag = *t;
+  }
+  absl::StatusOr<DomainId> id =
+      mm_->CreateDomain({std::move(name), vcpus, max_pages, tag});
+  if (!id.ok()) return id.status();
+  auto counters = std::make_shared<DomainCounters>();
+  counters->create_time = absl::Now();
+  absl::MutexLock lock(&mu_);
+  counters_[*id] = std::move(counters);
+  return *id;
+}
+
+absl::StatusOr<uint64_t> Host::DestroyDomain(DomainId domain) {
+  absl::StatusOr<DomainInfo> info = mm_->GetDomainInfo(domain);
+  if (!info.ok()) return info.status();
+  {
+    absl::MutexLock lock(&mu_);
+    if (!destroying_.insert(domain).second) return UnknownDomainError(domain);
+    workloads_.erase(domain);
+    run_queue_.RemoveDomain(domain);
+  }
+  const absl::Status s = mm_->DestroyDomain(domain);
+  absl::MutexLock lock(&mu_);
+  destroying_.erase(domain);
+  if (!s.ok()) return s;
+  counters_.erase(domain);
+  return info->tot_pages;
+}
+
+Policy Host::PolicyOf(const Domain& domain) const {
+  return engine_->policy().PolicyFor(domain);
+}
+
+absl::StatusOr<Policy> Host::PolicyOf(DomainId domain) const {
+  std::shared_ptr<Domain> d = mm_->FindDomain(domain);
+  if (d == nullptr) return UnknownDomainError(domain);
+  return PolicyOf(*d);
+}
+
+absl::StatusOr<Policy> Host::SetFlushPolicy(DomainId domain, Policy policy) {
+  absl::StatusOr<uint8_t> tag = engine_->policy().OverrideTag(policy);
+  if (!tag.ok()) return tag.status();
+  absl::StatusOr<uint8_t> previous = mm_->SetFlushPolicy(domain, *tag);
+  if (!previous.ok()) return previous.status();
+  return *previous == 0 ? engine_->policy().policy()
+                        : static_cast<Policy>(*previous - 1);
+}
+
+absl::StatusOr<Translation> Host::Translate(DomainId domain, VcpuId vcpu,
+                                            Vaddr va, Access access,
+                                            absl::Time deadline) {
+  if (shut_down_.load()) return DrainingError();
+  std::shared_ptr<Domain> d = mm_->FindDomain(domain);
+  if (d == nullptr) return UnknownDomainError(domain);
+  if (vcpu.value() >= d->vcpus()) {
+    return UnknownVcpuError(domain, vcpu, d->vcpus());
+  }
+  if (!va.IsCanonical()) {
+    return MalformedArgumentError(
+        absl::StrCat("address 0x", absl::Hex(va.value()),
+                     " is not canonical"));
+  }
+  auto job = std::make_shared<TranslateJob>();
+  job->domain = std::move(d);
+  job->vcpu = vcpu;
+  job->va = va;
+  job->access = access;
+  const int cpu = static_cast<int>(next_pcpu_.fetch_add(1) % queues_.size());
+  {
+    absl::MutexLock lock(&queues_[cpu]->mu);
+    if (queues_[cpu]->closed) return DrainingError();
+    queues_[cpu]->jobs.push_back(job);
+  }
+  engine_->pcpus()[cpu]->Kick();
+  absl::MutexLock lock(&job->mu);
+  if (!job->mu.AwaitWithDeadline(absl::Condition(&job->done), deadline)) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "pCPU ", cpu, " did not walk 0x", absl::Hex(va.value()),
+        " for domain ", domain.value(), " before the deadline"));
+  }
+  if (job->cancelled) return DrainingError();
+  return job->result;
+}
+
+absl::Status Host::StartWorkload(DomainId domain,
+                                 const WorkloadConfig& config) {
+  if (shut_down_.load()) return DrainingError();
+  if (absl::Status s = CheckWorkloadConfig(config); !s.ok()) return s;
+  std::shared_ptr<Domain> d = mm_->FindDomain(domain);
+  if (d == nullptr) return UnknownDomainError(domain);
+  {
+    absl::MutexLock lock(&mu_);
+    if (destroying_.contains(domain)) return UnknownDomainError(domain);
+    if (workloads_.contains(domain)) return WorkloadRunningError(domain);
+    workloads_.insert(domain);
+    run_queue_.AddDomain(std::move(d), config, workload_seed_++);
+  }
+  for (Pcpu* p : engine_->pcpus()) p->Kick();
+  return absl::OkStatus();
+}
+
+absl::Status Host::StopWorkload(DomainId domain) {
+  if (mm_->FindDomain(domain) == nullptr) return UnknownDomainError(domain);
+  absl::MutexLock lock(&mu_);
+  if (destroying_.contains(domain)) return UnknownDomainError(domain);
+  if (workloads_.erase(domain) == 0) return NoWorkloadError(domain);
+  run_queue_.RemoveDomain(domain);
+  return absl::OkStatus();
+}
+
+absl::Time Host::CreateTimeOf(DomainId domain) const {
+  std::shared_ptr<DomainCounters> c = CountersOf(domain);
+  return c == nullptr ? absl::InfinitePast() : c->create_time;
+}
+
+bool Host::WorkloadRunning(DomainId domain) const {
+  absl::MutexLock lock(&mu_);
+  return workloads_.contains(domain);
+}
+
+HostStats Host::Stats() const {
+  HostStats s;
+  s.uptime = absl::Now() - start_time_;
+  s.pcpus = options_.pcpus;
+  s.domains = static_cast<int>(mm_->ListDomains().size());
+  s.default_policy = engine_->policy().policy();
+  s.frames_total = mm_->frame_table().frame_count();
+  s.frames_free = mm_->allocator().free_frames();
+  s.frames_pending_free = engine_->deferred_retirer().pending_frames();
+  const FrameCensus census = mm_->CountOwnedFrames();
+  s.frames_none = census.none;
+  s.frames_writable = census.writable;
+  s.frames_tables = census.tables;
+  const FlushPolicyStats p = engine_->policy().stats();
+  s.ipi_flushes = p.ipi_flushes;
+  s.assisted_flushes = p.assisted_flushes;
+  s.forced_ipis = p.forced_ipis;
+  s.ipis_sent = engine_->ipi_backend().ipis_sent();
+  s.ipi_batches = engine_->ipi_batcher().backend_calls();
+  s.assisted_batches = engine_->assisted_batcher().backend_calls();
+  s.flush_requests = engine_->ipi_batcher().requests() +
+                     engine_->assisted_batcher().requests();
+  GracePeriods& grace = engine_->grace();
+  s.grace_periods = grace.completed();
+  s.grace_latency_p50_ns = grace.LatencyQuantileNs(0.5);
+  s.grace_latency_p99_ns = grace.LatencyQuantileNs(0.99);
+  for (const auto& g : guests_) s.guests.Add(g->stats());
+  s.translations = translations_.load(std::memory_order_relaxed);
+  s.existence_violations = s.guests.existence_violations +
+                           translate_violations_.load(std::memory_order_relaxed);
+  s.coherence_violations = s.guests.coherence_violations;
+  return s;
+}
+
+absl::StatusOr<DomainStatsSnapshot> Host::DomainStats(DomainId domain) const {
+  absl::StatusOr<DomainInfo> info = mm_->GetDomainInfo(domain);
+  if (!info.ok()) return info.status();
+  DomainStatsSnapshot s;
+  s.info = *std::move(info);
+  s.pending_frees = engine_->deferred_retirer().PendingFramesOf(domain);
+  if (std::shared_ptr<DomainCounters> c = CountersOf(domain)) {
+    s.existence_violations = c->existence.load(std::memory_order_relaxed);
+    s.coherence_violations = c->coherence.load(std::memory_order_relaxed);
+  }
+  return s;
+}
+
+absl::Status Host::Shutdown() {
+  if (shut_down_.exchange(true)) return absl::OkStatus();
+  std::vector<DomainInfo> domains = mm_->ListDomains();
+  {
+    absl::MutexLock lock(&mu_);
+    for (const DomainInfo& d : domains) run_queue_.RemoveDomain(d.id);
+    workloads_.clear();
+  }
+  for (const DomainInfo& d : domains) engine_->retirer().Drain(d.id);
+  absl::Status audit = mm_->Audit();
+  for (const DomainInfo& d : domains) (void)mm_->DestroyDomain(d.id);
+  engine_->Stop();
+  // No pCPU runs now: answer the Translate jobs nobody will walk.
+  for (auto& q : queues_) {
+    absl::MutexLock lock(&q->mu);
+    q->closed = true;
+    for (auto& job : q->jobs) {
+      absl::MutexLock job_lock(&job->mu);
+      job->cancelled = true;
+      job->done = true;
+    }
+    q->jobs.clear();
+  }
+  return audit;
+}
+
+}  // namespace hvmm

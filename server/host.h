@@ -1,0 +1,206 @@
+// Host: everything one hvmmd runs, assembled: the MemoryManager, its
+// FlushEngine (pCPUs, grace periods, backends, policy, retirers), a GuestCpu
+// on every pCPU with the workloads the API starts, and the Translate path.
+//
+// Each pCPU's step serves, in order:
+//   1. a Translate job queued for it: a lockless walk from the vCPU's base
+//      pointer inside a ReadSection for the domain, with interrupts off,
+//      exactly as a guest walker's (DESIGN §2). The RPC thread never walks;
+//      it waits for the pCPU's answer until its deadline.
+//   2. one guest access of the workload vCPUs (GuestCpu::Step).
+// With neither, the pCPU sleeps until kicked: an idle host uses no CPU.
+//
+// The oracle's checks run on both paths; every violation is counted by kind
+// and by the policy the domain ran when it happened, and reported to the
+// violation listener (the event log).
+//
+// Lifetime: Shutdown() (or the destructor) stops workloads, waits for
+// deferred frees, audits, destroys every domain and stops the pCPUs.
+//
+// Thread-safety: every public method from any thread, except that
+// Shutdown() must not race with itself.
+#ifndef HVMM_SERVER_HOST_H_
+#define HVMM_SERVER_HOST_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "flush/flush_engine.h"
+#include "flush/flush_policy.h"
+#include "guest/access_stream.h"
+#include "guest/guest_cpu.h"
+#include "mm/memory_manager.h"
+#include "mm/types.h"
+#include "mm/walker.h"
+
+namespace hvmm {
+
+struct HostOptions {
+  uint64_t frames = uint64_t{1} << 18;  // 1 GiB of simulated memory.
+  int pcpus = 4;
+  Policy policy = Policy::kAssistedRcu;  // The default for new domains.
+  bool allow_unsafe = false;
+  uint64_t hypercall_ns = 2000;  // Assisted flush latency.
+};
+
+// A Translate answer, from the pCPU that walked.
+struct Translation {
+  WalkResult walk;
+  int pcpu = 0;
+};
+
+// Counters of the whole host at one instant (each read without stopping
+// anything; sums are approximate while work runs).
+struct HostStats {
+  absl::Duration uptime;
+  int pcpus = 0;
+  int domains = 0;
+  Policy default_policy = Policy::kAssistedRcu;
+  uint64_t frames_total = 0;
+  uint64_t frames_free = 0;
+  uint64_t frames_pending_free = 0;
+  uint64_t frames_none = 0, frames_writable = 0, frames_tables = 0;
+  uint64_t ipi_flushes = 0, assisted_flushes = 0, ipis_sent = 0,
+           forced_ipis = 0;
+  uint64_t ipi_batches = 0, assisted_batches = 0, flush_requests = 0;
+  uint64_t grace_periods = 0;
+  uint64_t grace_latency_p50_ns = 0, grace_latency_p99_ns = 0;
+  GuestCpuStats guests;  // Workload accesses, walks, TLB, violations.
+  uint64_t translations = 0;
+  uint64_t existence_violations = 0, coherence_violations = 0;
+};
+
+struct DomainStatsSnapshot {
+  DomainInfo info;
+  uint64_t pending_frees = 0;
+  uint64_t existence_violations = 0, coherence_violations = 0;
+};
+
+class Host {
+ public:
+  // Called on a pCPU for each violation (must not block).
+  using ViolationListener =
+      std::function<void(ViolationKind, DomainId, Mfn, Policy)>;
+
+  // kInvalidArgument for bad counts; kFailedPrecondition for
+  // assisted-unsafe as the default without allow_unsafe.
+  static absl::StatusOr<std::unique_ptr<Host>> Create(
+      const HostOptions& options);
+  ~Host();
+  Host(const Host&) = delete;
+  Host& operator=(const Host&) = delete;
+
+  MemoryManager& mm() { return *mm_; }
+  const MemoryManager& mm() const { return *mm_; }
+  FlushEngine& engine() { return *engine_; }
+  const HostOptions& options() const { return options_; }
+
+  // Set before any domain exists.
+  void SetViolationListener(ViolationListener listener);
+
+  // CreateDomain with a policy (nullopt: the default). Errors as
+  // MemoryManager::CreateDomain and FlushPolicy::OverrideTag.
+  absl::StatusOr<DomainId> CreateDomain(std::string name, uint32_t vcpus,
+                                        uint64_t max_pages,
+                                        std::optional<Policy> policy);
+  // Stops the domain's workload, then MemoryManager::DestroyDomain.
+  // Returns the frames it held (its tot_pages) on success.
+  absl::StatusOr<uint64_t> DestroyDomain(DomainId domain);
+  // The policy the domain runs under now.
+  Policy PolicyOf(const Domain& domain) const;
+  absl::StatusOr<Policy> PolicyOf(DomainId domain) const;
+  // Live policy change; returns the previous policy.
+  absl::StatusOr<Policy> SetFlushPolicy(DomainId domain, Policy policy);
+
+  // Walks `va` for the vCPU on a pCPU (file comment). kDeadlineExceeded if
+  // no pCPU answered by `deadline`; kNotFound / kInvalidArgument for an
+  // unknown domain or vCPU; kUnavailable once shut down.
+  absl::StatusOr<Translation> Translate(DomainId domain, VcpuId vcpu, Vaddr va,
+                                        Access access, absl::Time deadline);
+
+  // Runs the guest access driver on the domain's vCPUs. kFailedPrecondition
+  // if it already runs; kInvalidArgument for a bad config.
+  absl::Status StartWorkload(DomainId domain, const WorkloadConfig& config);
+  // kFailedPrecondition if none runs.
+  absl::Status StopWorkload(DomainId domain);
+  bool WorkloadRunning(DomainId domain) const;
+  // When the domain was created (InfinitePast if unknown).
+  absl::Time CreateTimeOf(DomainId domain) const;
+
+  HostStats Stats() const;
+  absl::StatusOr<DomainStatsSnapshot> DomainStats(DomainId domain) const;
+
+  // Stops every workload, waits for every deferred free, runs the audit,
+  // destroys every domain and stops the pCPUs. Returns the audit's status.
+  // Idempotent (later calls return OkStatus()).
+  absl::Status Shutdown();
+
+ private:
+  struct TranslateJob {
+    std::shared_ptr<Domain> domain;
+    VcpuId vcpu{0};
+    Vaddr va{0};
+    Access access = Access::kRead;
+    absl::Mutex mu;
+    bool done ABSL_GUARDED_BY(mu) = false;
+    bool cancelled ABSL_GUARDED_BY(mu) = false;  // The host shut down.
+    Translation result ABSL_GUARDED_BY(mu);
+  };
+  struct PcpuQueue {
+    absl::Mutex mu;
+    std::deque<std::shared_ptr<TranslateJob>> jobs ABSL_GUARDED_BY(mu);
+    bool closed ABSL_GUARDED_BY(mu) = false;  // Shutdown() began.
+  };
+  struct DomainCounters {
+    absl::Time create_time;
+    std::atomic<uint64_t> existence{0}, coherence{0};
+  };
+
+  explicit Host(const HostOptions& options);
+  bool Step(int cpu, Pcpu& self);
+  void RunTranslate(Pcpu& self, TranslateJob& job);
+  void NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame);
+  std::shared_ptr<DomainCounters> CountersOf(DomainId domain) const;
+
+  const HostOptions options_;
+  const absl::Time start_time_;
+  std::unique_ptr<MemoryManager> mm_;
+  std::unique_ptr<FlushEngine> engine_;
+  VcpuRunQueue run_queue_;
+  std::vector<std::unique_ptr<GuestCpu>> guests_;
+  std::vector<std::unique_ptr<PcpuQueue>> queues_;
+  std::atomic<uint64_t> next_pcpu_{0};
+  std::atomic<uint64_t> translations_{0};
+  std::atomic<uint64_t> translate_violations_{0};
+  std::atomic<bool> shut_down_{false};
+  ViolationListener listener_;
+
+  // Lock order: mu_ before the run queue's lock. pCPUs take mu_ only in
+  // NoteViolation, holding nothing; no one holds mu_ across a call that
+  // waits for a pCPU (a flush, a grace period, a destroy).
+  mutable absl::Mutex mu_;
+  // Domains whose workload runs (their vCPUs are in run_queue_), and
+  // domains being destroyed (no workload may start on them).
+  absl::flat_hash_set<DomainId> workloads_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<DomainId> destroying_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<DomainId, std::shared_ptr<DomainCounters>> counters_
+      ABSL_GUARDED_BY(mu_);
+  uint64_t workload_seed_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
+}  // namespace hvmm
+
+#endif  // HVMM_SERVER_HOST_H_

@@ -1,0 +1,144 @@
+// hvmmd: flags, logging and signals around a Daemon (daemon.h). Nothing
+// else happens here.
+//
+// Flags may be spelled with dashes or underscores (--allow-unsafe and
+// --allow_unsafe are one flag). SIGTERM and SIGINT start the graceful
+// shutdown; the exit code is 0 if the final audit passed, 1 otherwise,
+// and 2 for a start-up error.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "flush/flush_policy.h"
+#include "mm/mm_errors.h"
+#include "server/daemon.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(uint64_t, frames, uint64_t{1} << 18,
+          "frames in the host pool (4 KiB each; the default is 1 GiB)");
+ABSL_FLAG(int, pcpus, 4, "simulated physical CPUs (1..256)");
+ABSL_FLAG(std::string, policy, "assisted+rcu",
+          "default flush policy: ipi, assisted+force-ipi, assisted+rcu, or "
+          "assisted-unsafe (needs --allow-unsafe)");
+ABSL_FLAG(bool, allow_unsafe, false,
+          "allow the assisted-unsafe policy (the seed bug, for demos)");
+ABSL_FLAG(std::string, listen, "",
+          "unix:/PATH or tcp:HOST:PORT (default: unix:$XDG_RUNTIME_DIR/hvmm/"
+          "hvmm.sock, or /run/hvmm/hvmm.sock as root)");
+ABSL_FLAG(std::string, read_only_listen, "",
+          "read-only address (default: the -ro.sock beside a Unix --listen; "
+          "'none' disables it)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate for TCP");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for TCP");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA: clients must present a certificate it signed");
+ABSL_FLAG(int, shutdown_grace_seconds, 10,
+          "seconds in-flight calls get to finish on SIGTERM");
+ABSL_FLAG(int, event_history, 4096, "events kept for WatchEvents resumes");
+ABSL_FLAG(int, bookmark_seconds, 10,
+          "an idle WatchEvents stream gets a bookmark this often");
+ABSL_FLAG(uint64_t, hypercall_ns, 2000, "simulated assisted-flush latency");
+
+namespace {
+
+// "--allow-unsafe[=x]" -> "--allow_unsafe[=x]": Abseil flag names cannot
+// hold dashes.
+std::vector<char*> NormalizeFlagNames(int argc, char** argv,
+                                      std::vector<std::string>* storage) {
+  storage->reserve(argc);
+  std::vector<char*> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (i > 0 && arg.size() > 2 && arg.compare(0, 2, "--") == 0) {
+      const size_t end = std::min(arg.find('='), arg.size());
+      for (size_t j = 2; j < end; ++j) {
+        if (arg[j] == '-') arg[j] = '_';
+      }
+    }
+    storage->push_back(std::move(arg));
+    out.push_back(storage->back().data());
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "hvmmd: the hypervisor memory-management daemon.\n"
+      "  hvmmd [--listen=unix:/PATH|tcp:HOST:PORT] [--policy=P] ...\n"
+      "Exit codes: 0 clean shutdown (audit passed), 1 the final audit "
+      "failed, 2 start-up error.");
+  std::vector<std::string> storage;
+  std::vector<char*> args = NormalizeFlagNames(argc, argv, &storage);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+
+  umask(077);
+  // Every thread inherits this mask; the main thread takes the signals.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ hvmmd: %v");
+
+  absl::StatusOr<hvmm::Policy> policy =
+      hvmm::ParsePolicy(absl::GetFlag(FLAGS_policy));
+  if (!policy.ok()) {
+    spdlog::error("--policy: {}", std::string(policy.status().message()));
+    return 2;
+  }
+  hvmm::DaemonOptions options;
+  options.host.frames = absl::GetFlag(FLAGS_frames);
+  options.host.pcpus = absl::GetFlag(FLAGS_pcpus);
+  options.host.policy = *policy;
+  options.host.allow_unsafe = absl::GetFlag(FLAGS_allow_unsafe);
+  options.host.hypercall_ns = absl::GetFlag(FLAGS_hypercall_ns);
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.read_only_listen = absl::GetFlag(FLAGS_read_only_listen);
+  options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  options.shutdown_grace =
+      absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  options.event_history =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_event_history)));
+  options.bookmark_interval =
+      absl::Seconds(std::max(1, absl::GetFlag(FLAGS_bookmark_seconds)));
+
+  absl::StatusOr<std::unique_ptr<hvmm::Daemon>> daemon =
+      hvmm::Daemon::Start(options);
+  if (!daemon.ok()) {
+    const std::string reason = hvmm::ErrorReason(daemon.status());
+    spdlog::error("cannot start: {}{}", std::string(daemon.status().message()),
+                  reason.empty() ? "" : absl::StrCat(" [", reason, "]"));
+    return 2;
+  }
+  spdlog::info("serving hvmm.v1 on {}", (*daemon)->address());
+  if (!(*daemon)->read_only_address().empty()) {
+    spdlog::info("read-only on {}", (*daemon)->read_only_address());
+  }
+  spdlog::info("{} frames, {} pCPUs, default policy {}{}", options.host.frames,
+               options.host.pcpus, hvmm::PolicyName(options.host.policy),
+               options.host.allow_unsafe ? " (assisted-unsafe allowed)" : "");
+
+  int signal = 0;
+  sigwait(&signals, &signal);
+  spdlog::info("{}: shutting down (grace {}s)", strsignal(signal),
+               absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  const absl::Status audit = (*daemon)->Shutdown();
+  if (!audit.ok()) {
+    spdlog::error("final audit failed: {}", std::string(audit.message()));
+    return 1;
+  }
+  spdlog::info("clean shutdown: workloads stopped, frees drained, audit "
+               "passed");
+  return 0;
+}
