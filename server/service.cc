@@ -175,6 +175,7 @@ grpc::Status MemoryManagerService::ListDomains(
     absl::StatusOr<uint64_t> after =
         state_->tokens.Parse(kListDomains, req->page_token());
     if (!after.ok()) return after.status();
+    resp->set_revision(state_->events->head());
     std::vector<DomainInfo> all = state_->host->mm().ListDomains();
     std::sort(all.begin(), all.end(),
               [](const DomainInfo& a, const DomainInfo& b) {
