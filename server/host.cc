@@ -88,7 +88,7 @@ bool Host::Step(int cpu, Pcpu& self) {
   PcpuQueue& q = *queues_[cpu];
   std::shared_ptr<TranslateJob> job;
   {
-    absl::MutexLock lock(&q.mu);
+    MutexLock lock(&q.mu);
     if (!q.jobs.empty()) {
       job = std::move(q.jobs.front());
       q.jobs.pop_front();
@@ -119,9 +119,12 @@ void Host::RunTranslate(Pcpu& self, TranslateJob& job) {
     }
   }
   translations_.fetch_add(1, std::memory_order_relaxed);
-  absl::MutexLock lock(&job.mu);
-  job.result = {walk, self.id()};
-  job.done = true;
+  {
+    MutexLock lock(&job.mu);
+    job.result = {walk, self.id()};
+    job.done = true;
+  }
+  job.done_cv.notify_all();
 }
 
 void Host::NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame) {
@@ -133,7 +136,7 @@ void Host::NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame) {
 }
 
 std::shared_ptr<Host::DomainCounters> Host::CountersOf(DomainId domain) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = counters_.find(domain);
   return it == counters_.end() ? nullptr : it->second;
 }
@@ -153,7 +156,7 @@ absl::StatusOr<DomainId> Host::CreateDomain(std::string name, uint32_t vcpus,
   if (!id.ok()) return id.status();
   auto counters = std::make_shared<DomainCounters>();
   counters->create_time = absl::Now();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   counters_[*id] = std::move(counters);
   return *id;
 }
@@ -162,13 +165,13 @@ absl::StatusOr<uint64_t> Host::DestroyDomain(DomainId domain) {
   absl::StatusOr<DomainInfo> info = mm_->GetDomainInfo(domain);
   if (!info.ok()) return info.status();
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!destroying_.insert(domain).second) return UnknownDomainError(domain);
     workloads_.erase(domain);
     run_queue_.RemoveDomain(domain);
   }
   const absl::Status s = mm_->DestroyDomain(domain);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   destroying_.erase(domain);
   if (!s.ok()) return s;
   counters_.erase(domain);
@@ -215,19 +218,25 @@ absl::StatusOr<Translation> Host::Translate(DomainId domain, VcpuId vcpu,
   job->access = access;
   const int cpu = static_cast<int>(next_pcpu_.fetch_add(1) % queues_.size());
   {
-    absl::MutexLock lock(&queues_[cpu]->mu);
+    MutexLock lock(&queues_[cpu]->mu);
     if (queues_[cpu]->closed) return DrainingError();
     queues_[cpu]->jobs.push_back(job);
   }
   engine_->pcpus()[cpu]->Kick();
-  absl::MutexLock lock(&job->mu);
-  if (!job->mu.AwaitWithDeadline(absl::Condition(&job->done), deadline)) {
+  std::unique_lock<std::mutex> lock(job->mu.native());
+  auto done = [&job]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return job->done; };
+  if (deadline == absl::InfiniteFuture()) {
+    job->done_cv.wait(lock, done);
+  } else if (!job->done_cv.wait_until(lock, absl::ToChronoTime(deadline),
+                                      done)) {
     return absl::DeadlineExceededError(absl::StrCat(
         "pCPU ", cpu, " did not walk 0x", absl::Hex(va.value()),
         " for domain ", domain.value(), " before the deadline"));
   }
-  if (job->cancelled) return DrainingError();
-  return job->result;
+  if ([&job]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return job->cancelled; }()) {
+    return DrainingError();
+  }
+  return [&job]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return job->result; }();
 }
 
 absl::Status Host::StartWorkload(DomainId domain,
@@ -237,7 +246,7 @@ absl::Status Host::StartWorkload(DomainId domain,
   std::shared_ptr<Domain> d = mm_->FindDomain(domain);
   if (d == nullptr) return UnknownDomainError(domain);
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (destroying_.contains(domain)) return UnknownDomainError(domain);
     if (workloads_.contains(domain)) return WorkloadRunningError(domain);
     workloads_.insert(domain);
@@ -249,7 +258,7 @@ absl::Status Host::StartWorkload(DomainId domain,
 
 absl::Status Host::StopWorkload(DomainId domain) {
   if (mm_->FindDomain(domain) == nullptr) return UnknownDomainError(domain);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (destroying_.contains(domain)) return UnknownDomainError(domain);
   if (workloads_.erase(domain) == 0) return NoWorkloadError(domain);
   run_queue_.RemoveDomain(domain);
@@ -262,7 +271,7 @@ absl::Time Host::CreateTimeOf(DomainId domain) const {
 }
 
 bool Host::WorkloadRunning(DomainId domain) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return workloads_.contains(domain);
 }
 
@@ -317,7 +326,7 @@ absl::Status Host::Shutdown() {
   if (shut_down_.exchange(true)) return absl::OkStatus();
   std::vector<DomainInfo> domains = mm_->ListDomains();
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (const DomainInfo& d : domains) run_queue_.RemoveDomain(d.id);
     workloads_.clear();
   }
@@ -327,12 +336,15 @@ absl::Status Host::Shutdown() {
   engine_->Stop();
   // No pCPU runs now: answer the Translate jobs nobody will walk.
   for (auto& q : queues_) {
-    absl::MutexLock lock(&q->mu);
+    MutexLock lock(&q->mu);
     q->closed = true;
     for (auto& job : q->jobs) {
-      absl::MutexLock job_lock(&job->mu);
-      job->cancelled = true;
-      job->done = true;
+      {
+        MutexLock job_lock(&job->mu);
+        job->cancelled = true;
+        job->done = true;
+      }
+      job->done_cv.notify_all();
     }
     q->jobs.clear();
   }

@@ -23,6 +23,7 @@
 #define HVMM_SERVER_HOST_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -36,8 +37,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "flush/flush_engine.h"
 #include "flush/flush_policy.h"
 #include "guest/access_stream.h"
@@ -154,13 +155,16 @@ class Host {
     VcpuId vcpu{0};
     Vaddr va{0};
     Access access = Access::kRead;
-    absl::Mutex mu;
+    // Locks are hvmm::Mutex (std::mutex): the system's Abseil is not
+    // instrumented for TSan.
+    Mutex mu;
+    std::condition_variable done_cv;
     bool done ABSL_GUARDED_BY(mu) = false;
     bool cancelled ABSL_GUARDED_BY(mu) = false;  // The host shut down.
     Translation result ABSL_GUARDED_BY(mu);
   };
   struct PcpuQueue {
-    absl::Mutex mu;
+    Mutex mu;
     std::deque<std::shared_ptr<TranslateJob>> jobs ABSL_GUARDED_BY(mu);
     bool closed ABSL_GUARDED_BY(mu) = false;  // Shutdown() began.
   };
@@ -191,7 +195,7 @@ class Host {
   // Lock order: mu_ before the run queue's lock. pCPUs take mu_ only in
   // NoteViolation, holding nothing; no one holds mu_ across a call that
   // waits for a pCPU (a flush, a grace period, a destroy).
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   // Domains whose workload runs (their vCPUs are in run_queue_), and
   // domains being destroyed (no workload may start on them).
   absl::flat_hash_set<DomainId> workloads_ ABSL_GUARDED_BY(mu_);

@@ -9,7 +9,9 @@
 #   2. bazel test --config=asan <core targets>   AddressSanitizer
 #   3. bazel test --config=tsan <core targets>   ThreadSanitizer
 # The core targets (mm, flush, cpu, grace, guest) link no gRPC: uninstrumented
-# system gRPC makes TSan report false races.
+# system gRPC (and Abseil's mutexes) make TSan report false races. So TSan
+# runs the core and the daemon's Host (//server:host_test, no gRPC); ASan
+# also runs the service and the integration tests.
 #
 # Ends with a line of its own, "N passed, N failed", counting test cases over
 # all passes (GoogleTest cases from each target's test.xml; a target that
@@ -18,7 +20,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-SANITIZER_TARGETS=(//mm/... //flush/... //cpu/... //grace/... //guest/... //tests/safety/... //tests/torture/...)
+SANITIZER_TARGETS=(//mm/... //flush/... //cpu/... //grace/... //guest/... //tests/safety/... //tests/torture/... //server:host_test)
+ASAN_ONLY_TARGETS=(//server/... //tests/integration/...)
 
 bash tools/install_deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
@@ -47,7 +50,7 @@ run_pass() {
 
 run_pass all //...
 if [ "${HVMM_SANITIZERS:-1}" != "0" ]; then
-  run_pass asan --config=asan "${SANITIZER_TARGETS[@]}"
+  run_pass asan --config=asan "${SANITIZER_TARGETS[@]}" "${ASAN_ONLY_TARGETS[@]}"
   run_pass tsan --config=tsan "${SANITIZER_TARGETS[@]}"
 fi
 
