@@ -175,18 +175,21 @@ class Ctl {
   std::unique_ptr<Stub> stub_;
 };
 
-// A CLI11 validator for decimal or 0x-hex numbers.
+// CLI11 validators for decimal or 0x-hex numbers that fit their field: a
+// value too large is a usage error, never silently truncated.
 struct NumberValidator : public CLI::Validator {
-  NumberValidator() {
-    name_ = "NUMBER";
-    func_ = [](std::string& s) {
+  explicit NumberValidator(uint64_t max) {
+    name_ = max == UINT32_MAX ? "UINT32" : "UINT64";
+    func_ = [max](std::string& s) {
       uint64_t v;
-      return ParseNumber(s, &v) ? std::string()
-                                : absl::StrCat("'", s, "' is not a number");
+      if (!ParseNumber(s, &v)) return absl::StrCat("'", s, "' is not a number");
+      if (v > max) return absl::StrCat("'", s, "' is larger than ", max);
+      return std::string();
     };
   }
 };
-const NumberValidator kNumber;
+const NumberValidator kNumber(UINT64_MAX);  // Addresses, MFNs, counts.
+const NumberValidator kU32(UINT32_MAX);     // Domain ids, vCPUs.
 
 uint64_t Num(const std::string& s) {
   uint64_t v = 0;
@@ -288,7 +291,15 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}));
   app.add_option("--timeout", g.timeout_seconds,
                  "deadline of each call, in seconds")
-      ->check(CLI::PositiveNumber);
+      ->check([](const std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        // Written so that NaN fails too.
+        if (end == text.c_str() || *end != '\0' || !(v >= 0.001 && v <= 3.2e7)) {
+          return "--timeout must be a number of seconds in [0.001, 3.2e7]";
+        }
+        return "";
+      });
 
   std::function<int(Ctl&)> action;
   auto on = [&](CLI::App* cmd, std::function<int(Ctl&)> fn) {
@@ -302,12 +313,13 @@ int Main(int argc, char** argv) {
     auto* c = domain->add_subcommand("create", "create a domain");
     static std::string name, policy;
     static uint32_t vcpus = 1;
-    static uint64_t max_pages = 1024;
+    static std::string max_pages = "1024";
     static std::string request_id;
     c->add_option("name", name, "unique name ([A-Za-z0-9_.-], 1..64)")
         ->required();
     c->add_option("--vcpus", vcpus, "vCPUs (1..128)");
-    c->add_option("--max-pages", max_pages, "page quota (the root counts)");
+    c->add_option("--max-pages", max_pages, "page quota (the root counts)")
+        ->check(kNumber);
     c->add_option("--policy", policy,
                   "ipi, assisted+force-ipi, assisted+rcu, assisted-unsafe "
                   "(default: the daemon's)");
@@ -316,7 +328,7 @@ int Main(int argc, char** argv) {
       v1::CreateDomainRequest req;
       req.set_name(name);
       req.set_vcpus(vcpus);
-      req.set_max_pages(max_pages);
+      req.set_max_pages(Num(max_pages));
       req.set_request_id(request_id);
       if (!policy.empty()) {
         v1::FlushPolicy p;
@@ -370,7 +382,7 @@ int Main(int argc, char** argv) {
     auto* c = domain->add_subcommand("destroy", "destroy a domain");
     static std::string id;
     static std::string request_id;
-    c->add_option("domain", id, "domain id")->required()->check(kNumber);
+    c->add_option("domain", id, "domain id")->required()->check(kU32);
     c->add_option("--request-id", request_id, "idempotency key");
     on(c, [](Ctl& ctl) {
       v1::DestroyDomainRequest req;
@@ -394,7 +406,7 @@ int Main(int argc, char** argv) {
   {
     auto* c = mem->add_subcommand("alloc", "give a domain fresh frames");
     static std::string id, count, request_id;
-    c->add_option("domain", id)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
     c->add_option("count", count)->required()->check(kNumber);
     c->add_option("--request-id", request_id, "idempotency key");
     on(c, [](Ctl& ctl) {
@@ -415,7 +427,7 @@ int Main(int argc, char** argv) {
     auto* c = mem->add_subcommand("release", "take unreferenced frames back");
     static std::string id, request_id;
     static std::vector<std::string> mfns;
-    c->add_option("domain", id)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
     c->add_option("mfns", mfns)->required()->check(kNumber);
     c->add_option("--request-id", request_id, "idempotency key");
     on(c, [](Ctl& ctl) {
@@ -439,7 +451,7 @@ int Main(int argc, char** argv) {
         "update", "write entries, all or none: TABLE:INDEX=ENTRY ...");
     static std::string id, request_id;
     static std::vector<std::string> writes;
-    c->add_option("domain", id)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
     c->add_option("writes", writes, "TABLE_MFN:INDEX=ENTRY (0x hex ok)")
         ->required();
     c->add_option("--request-id", request_id, "idempotency key");
@@ -451,7 +463,8 @@ int Main(int argc, char** argv) {
         std::vector<std::string> a = absl::StrSplit(w, absl::ByAnyChar(":="));
         uint64_t table, index, entry;
         if (a.size() != 3 || !ParseNumber(a[0], &table) ||
-            !ParseNumber(a[1], &index) || !ParseNumber(a[2], &entry)) {
+            !ParseNumber(a[1], &index) || !ParseNumber(a[2], &entry) ||
+            index > UINT32_MAX) {
           std::cerr << "hvmmctl: '" << w << "' is not TABLE:INDEX=ENTRY\n";
           return kExitUsage;
         }
@@ -469,7 +482,7 @@ int Main(int argc, char** argv) {
   {
     auto* c = pt->add_subcommand("pin", "pin a frame as a table");
     static std::string id, mfn, level, request_id;
-    c->add_option("domain", id)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
     c->add_option("mfn", mfn)->required()->check(kNumber);
     c->add_option("--level", level, "l1..l4")
         ->required()
@@ -490,7 +503,7 @@ int Main(int argc, char** argv) {
   {
     auto* c = pt->add_subcommand("unpin", "unpin a table");
     static std::string id, mfn, request_id;
-    c->add_option("domain", id)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
     c->add_option("mfn", mfn)->required()->check(kNumber);
     c->add_option("--request-id", request_id, "idempotency key");
     on(c, [](Ctl& ctl) {
@@ -507,8 +520,8 @@ int Main(int argc, char** argv) {
   {
     auto* c = pt->add_subcommand("base", "set a vCPU's base pointer");
     static std::string id, vcpu, root, request_id;
-    c->add_option("domain", id)->required()->check(kNumber);
-    c->add_option("vcpu", vcpu)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
+    c->add_option("vcpu", vcpu)->required()->check(kU32);
     c->add_option("root", root, "an L4's MFN, or 'none'")->required();
     c->add_option("--request-id", request_id, "idempotency key");
     on(c, [](Ctl& ctl) {
@@ -535,7 +548,7 @@ int Main(int argc, char** argv) {
     auto* c = pt->add_subcommand("map", "map pages, creating tables");
     static std::string id, va, pages, request_id;
     static bool read_only = false;
-    c->add_option("domain", id)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
     c->add_option("va", va, "page-aligned virtual address")
         ->required()
         ->check(kNumber);
@@ -563,7 +576,7 @@ int Main(int argc, char** argv) {
   {
     auto* c = pt->add_subcommand("unmap", "unmap pages, freeing tables");
     static std::string id, va, pages, request_id;
-    c->add_option("domain", id)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
     c->add_option("va", va)->required()->check(kNumber);
     c->add_option("pages", pages)->required()->check(kNumber);
     c->add_option("--request-id", request_id, "idempotency key");
@@ -605,9 +618,9 @@ int Main(int argc, char** argv) {
     auto* c = app.add_subcommand("translate", "walk an address on a pCPU");
     static std::string id, va, vcpu = "0";
     static bool write = false;
-    c->add_option("domain", id)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
     c->add_option("va", va)->required()->check(kNumber);
-    c->add_option("--vcpu", vcpu)->check(kNumber);
+    c->add_option("--vcpu", vcpu)->check(kU32);
     c->add_flag("--write", write, "translate for a write");
     on(c, [](Ctl& ctl) {
       v1::TranslateRequest req;
@@ -623,7 +636,7 @@ int Main(int argc, char** argv) {
   {
     auto* c = app.add_subcommand("flush", "flush a domain's TLBs");
     static std::string id, va, pages;
-    c->add_option("domain", id)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
     c->add_option("--va", va, "start of a range (with --pages)")
         ->check(kNumber);
     c->add_option("--pages", pages, "pages in the range")->check(kNumber);
@@ -655,7 +668,7 @@ int Main(int argc, char** argv) {
   {
     auto* c = policy->add_subcommand("set", "change a domain's policy live");
     static std::string id, name, request_id;
-    c->add_option("domain", id)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
     c->add_option("policy", name,
                   "ipi, assisted+force-ipi, assisted+rcu, assisted-unsafe")
         ->required();
@@ -688,7 +701,7 @@ int Main(int argc, char** argv) {
     static std::string id, pattern = "uniform", request_id;
     static std::vector<std::string> ranges;
     static double write_fraction = 0.3;
-    c->add_option("domain", id)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
     c->add_option("--range", ranges, "VA:PAGES (repeat for more)")
         ->required();
     c->add_option("--pattern", pattern)
@@ -724,7 +737,7 @@ int Main(int argc, char** argv) {
   {
     auto* c = workload->add_subcommand("stop", "stop the domain's vCPUs");
     static std::string id, request_id;
-    c->add_option("domain", id)->required()->check(kNumber);
+    c->add_option("domain", id)->required()->check(kU32);
     c->add_option("--request-id", request_id, "idempotency key");
     on(c, [](Ctl& ctl) {
       v1::StopWorkloadRequest req;
@@ -741,7 +754,7 @@ int Main(int argc, char** argv) {
   {
     auto* c = app.add_subcommand("stats", "daemon-wide and per-domain stats");
     static std::string id;
-    c->add_option("--domain", id, "also this domain's")->check(kNumber);
+    c->add_option("--domain", id, "also this domain's")->check(kU32);
     on(c, [](Ctl& ctl) {
       v1::GetStatsRequest req;
       if (!id.empty()) req.set_domain_id(static_cast<uint32_t>(Num(id)));

@@ -135,7 +135,10 @@ absl::StatusOr<uint32_t> MemoryManager::AllocateIntoLocked(
         allocator_.ReturnUnused((*out)[j]);
       }
       out->erase(out->begin() + first, out->end());
-      return mfn.status();
+      // The allocator saw an empty pool only because this request held the
+      // rest: say how much was asked and how much is free.
+      return PoolExhaustedError(table_->frame_count(), count,
+                                allocator_.free_frames());
     }
     stamp = std::max(stamp, table_->info(*mfn).tlbflush_timestamp.load(
                                 std::memory_order_relaxed));
@@ -257,23 +260,29 @@ absl::Status MemoryManager::MmuUpdate(DomainId id,
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
   TypeTransaction txn = NewTransaction(**d, TypeTransaction::Mode::kStaged);
-  for (const EntryUpdate& u : updates) {
+  for (size_t i = 0; i < updates.size(); ++i) {
+    const EntryUpdate& u = updates[i];
+    // Errors name the update of the batch that failed.
+    auto at = [&](const absl::Status& s) {
+      return WithErrorContext(
+          s, absl::StrFormat("update %u of %u", i, updates.size()));
+    };
     if (u.index >= kEntriesPerTable) {
-      return MalformedArgumentError(absl::StrFormat(
-          "entry index %u is not below %u", u.index, kEntriesPerTable));
+      return at(MalformedArgumentError(absl::StrFormat(
+          "entry index %u is not below %u", u.index, kEntriesPerTable)));
     }
-    if (absl::Status s = txn.CheckOwned(u.table); !s.ok()) return s;
+    if (absl::Status s = txn.CheckOwned(u.table); !s.ok()) return at(s);
     // The table's state as this batch has left it so far.
     const PageInfo& info = table_->info(u.table);
     if (!IsPageTableType(info.type) || info.type_count == 0) {
-      return NotAPageTableError(u.table, info.type, info.type_count);
+      return at(NotAPageTableError(u.table, info.type, info.type_count));
     }
     const Level level = LevelOf(info.type);
     const uint64_t old = txn.ReadEntry(u.table, u.index);
     if (PtePresent(u.entry)) {
       if (absl::Status s = txn.GetEntryRefs(u.table, u.index, u.entry, level);
           !s.ok()) {
-        return s;
+        return at(s);
       }
     }
     txn.WriteEntry(u.table, u.index, u.entry);

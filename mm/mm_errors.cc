@@ -15,6 +15,15 @@ absl::Status WithErrorReason(absl::Status status, absl::string_view reason) {
   return status;
 }
 
+absl::Status WithErrorContext(const absl::Status& status,
+                              absl::string_view context) {
+  absl::Status out(status.code(), absl::StrCat(context, ": ", status.message()));
+  status.ForEachPayload([&out](absl::string_view url, const absl::Cord& p) {
+    out.SetPayload(url, p);
+  });
+  return out;
+}
+
 namespace {
 
 absl::Status WithReason(absl::Status status, absl::string_view reason) {
@@ -142,6 +151,15 @@ absl::Status PoolExhaustedError(uint64_t frame_count) {
   return WithReason(
       absl::ResourceExhaustedError(absl::StrCat(
           "frame pool exhausted: all ", frame_count, " frames are in use")),
+      "POOL_EXHAUSTED");
+}
+
+absl::Status PoolExhaustedError(uint64_t frame_count, uint64_t requested,
+                                uint64_t free) {
+  return WithReason(
+      absl::ResourceExhaustedError(absl::StrCat(
+          "frame pool exhausted: ", requested, " frames requested, ", free,
+          " of ", frame_count, " free")),
       "POOL_EXHAUSTED");
 }
 

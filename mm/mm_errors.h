@@ -25,6 +25,10 @@ inline constexpr absl::string_view kReasonPayload = "hvmm.v1.ErrorReason";
 
 // The reason of an error built here; "" for OK or a foreign status.
 std::string ErrorReason(const absl::Status& status);
+// `status` with its message prefixed by "`context`: ", its code and reason
+// kept (e.g. which update of a batch failed).
+absl::Status WithErrorContext(const absl::Status& status,
+                              absl::string_view context);
 // `status` with `reason` attached, for error constructors of other layers
 // (the service's own errors). REQUIRES: !status.ok().
 absl::Status WithErrorReason(absl::Status status, absl::string_view reason);
@@ -67,8 +71,11 @@ absl::Status AliasedTablesError(Mfn table, Level level, Vaddr first,
 // kAlreadyExists: a live domain already has this name.
 absl::Status DomainNameTakenError(absl::string_view name);
 // kResourceExhausted: no free frame left on the host (after reclaiming
-// frees that were only waiting for a grace period).
+// frees that were only waiting for a grace period). The second form, for a
+// request of `requested` frames of which only `free` could be had.
 absl::Status PoolExhaustedError(uint64_t frame_count);
+absl::Status PoolExhaustedError(uint64_t frame_count, uint64_t requested,
+                                uint64_t free);
 // kResourceExhausted: every domain id has been used.
 absl::Status DomainIdsExhaustedError();
 // kFailedPrecondition: MapRange/UnmapRange after the domain released the

@@ -49,6 +49,8 @@ std::vector<Case> AllErrors() {
        absl::StatusCode::kFailedPrecondition, "ALIASED_TABLES"},
       {DomainNameTakenError("web"), absl::StatusCode::kAlreadyExists,
        "DOMAIN_NAME_TAKEN"},
+      {PoolExhaustedError(64, 10, 3), absl::StatusCode::kResourceExhausted,
+       "POOL_EXHAUSTED"},
       {PoolExhaustedError(64), absl::StatusCode::kResourceExhausted,
        "POOL_EXHAUSTED"},
       {DomainIdsExhaustedError(), absl::StatusCode::kResourceExhausted,
@@ -74,6 +76,17 @@ TEST(MmErrorsTest, EveryErrorHasItsCodeAndReason) {
   }
   EXPECT_EQ(ErrorReason(absl::OkStatus()), "");
   EXPECT_EQ(ErrorReason(absl::InternalError("not ours")), "");
+}
+
+TEST(MmErrorsTest, ContextKeepsCodeAndReason) {
+  const absl::Status s =
+      WithErrorContext(TypeConflictError(Mfn(4), PageType::kL1, 1,
+                                         PageType::kWritable),
+                       "update 3 of 9");
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ErrorReason(s), "TYPE_CONFLICT");
+  EXPECT_EQ(s.message().rfind("update 3 of 9: type conflict: mfn 0x4", 0), 0u)
+      << s;
 }
 
 TEST(MmErrorsTest, DocsListEveryReason) {

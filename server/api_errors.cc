@@ -72,7 +72,7 @@ absl::Status ReadOnlySocketError(absl::string_view method) {
   return WithErrorReason(
       absl::PermissionDeniedError(absl::StrCat(
           method, " changes state; the read-only socket serves only Get, "
-                  "List, Translate, GetStats and WatchEvents")),
+                  "List, GetFrame, Translate, GetStats and WatchEvents")),
       "READ_ONLY_SOCKET");
 }
 

@@ -41,14 +41,26 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(
   std::optional<ListenAddress> read_only;
   if (options.read_only_listen.empty()) {
     if (main->kind == ListenAddress::Kind::kUnix) {
-      read_only = *main;
-      read_only->path = ReadOnlySocketPathFor(main->path);
+      absl::StatusOr<ListenAddress> ro = ParseListenAddress(
+          absl::StrCat("unix:", ReadOnlySocketPathFor(main->path)));
+      if (!ro.ok()) {
+        return MalformedArgumentError(absl::StrCat(
+            "the read-only socket beside ", main->path, ": ",
+            ro.status().message(), " (shorten --listen or set "
+            "--read-only-listen)"));
+      }
+      read_only = *ro;
     }
   } else if (options.read_only_listen != "none") {
     absl::StatusOr<ListenAddress> ro =
         ParseListenAddress(options.read_only_listen);
     if (!ro.ok()) return ro.status();
     read_only = *ro;
+  }
+  if (read_only && read_only->GrpcUri() == main->GrpcUri()) {
+    return MalformedArgumentError(absl::StrCat(
+        "the read-only address must differ from --listen (", main->GrpcUri(),
+        ")"));
   }
   for (const ListenAddress* a : {&*main, read_only ? &*read_only : nullptr}) {
     if (a != nullptr && !a->IsLocal() &&
@@ -96,6 +108,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(
     d->read_only_server_ = *std::move(ro);
   }
   d->sampler_ = std::thread([raw = d.get()] { raw->SampleLoop(); });
+  d->started_ = true;
   return d;
 }
 
@@ -195,6 +208,15 @@ void Daemon::SampleLoop() {
 absl::Status Daemon::Shutdown() {
   if (shut_down_) return shutdown_status_;
   shut_down_ = true;
+  if (!started_) {
+    // Start() failed part-way: stop what it built, in reverse.
+    for (grpc::Server* s : {server_.get(), read_only_server_.get()}) {
+      if (s != nullptr) s->Shutdown();
+    }
+    if (host_ != nullptr) shutdown_status_ = host_->Shutdown();
+    locks_.clear();
+    return shutdown_status_;
+  }
   // 1. Health first, then refuse new calls.
   for (grpc::Server* s : {server_.get(), read_only_server_.get()}) {
     if (s != nullptr) s->GetHealthCheckService()->SetServingStatus(false);
@@ -203,8 +225,10 @@ absl::Status Daemon::Shutdown() {
   // 2. Watch streams notice draining at their next wake-up; Close() wakes
   // them now. In-flight calls get the grace period.
   events_->Close();
+  // Until every running handler is done, the listeners stay open: callers
+  // meanwhile get DRAINING and NOT_SERVING rather than a refused connection.
   const absl::Time deadline = absl::Now() + options_.shutdown_grace;
-  state_->AwaitNoStreams(deadline);
+  state_->AwaitNoCalls(deadline);
   for (grpc::Server* s : {server_.get(), read_only_server_.get()}) {
     if (s != nullptr) s->Shutdown(absl::ToChronoTime(deadline));
   }

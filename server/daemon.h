@@ -4,8 +4,10 @@
 //
 // Shutdown(), the sequence DESIGN §7 and docs/API.md describe:
 //   1. health reports NOT_SERVING and new calls get UNAVAILABLE (DRAINING);
-//   2. in-flight calls get `shutdown_grace` to finish, WatchEvents streams
-//      end (UNAVAILABLE, DRAINING), then gRPC cancels what is left;
+//   2. WatchEvents streams end (UNAVAILABLE, DRAINING) and in-flight calls
+//      get `shutdown_grace` to finish, the listeners still open; then the
+//      listeners close and gRPC cancels what is left (calls it had accepted
+//      but not yet handed to a handler end CANCELLED);
 //   3. workloads stop and deferred frees drain (Host::Shutdown);
 //   4. the audit runs: its status is Shutdown()'s.
 //
@@ -88,6 +90,7 @@ class Daemon {
   std::string address_, read_only_address_;
   absl::Notification stop_sampling_;
   std::thread sampler_;
+  bool started_ = false;  // Start() completed.
   bool shut_down_ = false;
   absl::Status shutdown_status_;
 };

@@ -157,7 +157,11 @@ absl::StatusOr<DomainId> Host::CreateDomain(std::string name, uint32_t vcpus,
   auto counters = std::make_shared<DomainCounters>();
   counters->create_time = absl::Now();
   MutexLock lock(&mu_);
-  counters_[*id] = std::move(counters);
+  // Unless a destroy that raced this create already finished (it erased
+  // nothing): then the domain is gone and keeps no record.
+  if (destroying_.contains(*id) || mm_->FindDomain(*id) != nullptr) {
+    counters_[*id] = std::move(counters);
+  }
   return *id;
 }
 
@@ -247,7 +251,11 @@ absl::Status Host::StartWorkload(DomainId domain,
   if (d == nullptr) return UnknownDomainError(domain);
   {
     MutexLock lock(&mu_);
-    if (destroying_.contains(domain)) return UnknownDomainError(domain);
+    // Live and not being destroyed: a destroy that completed since
+    // FindDomain() erased its record (counters_) under this lock.
+    if (destroying_.contains(domain) || !counters_.contains(domain)) {
+      return UnknownDomainError(domain);
+    }
     if (workloads_.contains(domain)) return WorkloadRunningError(domain);
     workloads_.insert(domain);
     run_queue_.AddDomain(std::move(d), config, workload_seed_++);

@@ -12,6 +12,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "mm/mm_errors.h"
 
@@ -55,9 +56,10 @@ absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text) {
       return MalformedArgumentError(absl::StrCat(
           "listen address '", text, "': a Unix socket path must be absolute"));
     }
-    if (rest.size() > 100) {  // sockaddr_un.sun_path holds 108 bytes.
+    if (rest.size() > 107) {  // sockaddr_un.sun_path: 108 bytes with NUL.
       return MalformedArgumentError(absl::StrCat(
-          "listen address '", text, "': the socket path is too long"));
+          "listen address '", text, "': the socket path is longer than 107 "
+          "bytes"));
     }
     a.kind = ListenAddress::Kind::kUnix;
     a.path = std::string(rest);
@@ -135,9 +137,13 @@ absl::StatusOr<std::unique_ptr<SocketLock>> PrepareUnixSocket(
       return SocketDirUnsafe(dir, absl::StrCat("owned by uid ", st.st_uid,
                                                ", not ", geteuid()));
     }
-    // Ours: make sure nobody else can reach the socket through it.
-    if ((st.st_mode & 077) != 0 && chmod(dir.c_str(), 0700) != 0) {
-      return SocketDirUnsafe(dir, absl::StrCat("cannot chmod 0700: ", Errno()));
+    // Never chmod an existing directory: it may be shared (/tmp). Refuse.
+    if ((st.st_mode & 077) != 0) {
+      return SocketDirUnsafe(
+          dir, absl::StrFormat("mode %04o lets other users in; use a "
+                               "directory of mode 0700 (hvmmd creates one "
+                               "if it is missing)",
+                               st.st_mode & 07777));
     }
   }
   const std::string lock_path = absl::StrCat(path, ".lock");

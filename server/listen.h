@@ -61,7 +61,9 @@ class SocketLock {
   const int fd_;
 };
 
-// Creates (0700) or checks the socket's directory, takes the lock beside
+// Creates (0700) or checks the socket's directory (ours, mode 0700: an
+// existing directory is never chmod-ed, since it may be shared), takes the
+// lock beside
 // the socket, and removes a stale socket. kFailedPrecondition (reason
 // SOCKET_IN_USE) if another daemon holds the lock; kPermissionDenied
 // (SOCKET_DIR_UNSAFE) if the directory belongs to another user or is not

@@ -2,12 +2,15 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "mm/mm_errors.h"
 #include "server/api_errors.h"
 
 namespace hvmm {
 
 absl::StatusOr<RequestLog::Ticket> RequestLog::Begin(
-    const std::string& key, const std::string& fingerprint, absl::Time now) {
+    const std::string& key, const std::string& fingerprint,
+    absl::Time deadline, absl::Time now) {
   absl::MutexLock lock(&mu_);
   for (;;) {
     ExpireLocked(now);
@@ -26,7 +29,13 @@ absl::StatusOr<RequestLog::Ticket> RequestLog::Begin(
       auto e = entries_.find(key);
       return e == entries_.end() || e->second.done;
     };
-    mu_.Await(absl::Condition(&settled));
+    if (!mu_.AwaitWithDeadline(absl::Condition(&settled), deadline)) {
+      return WithErrorReason(
+          absl::DeadlineExceededError(absl::StrCat(
+              "the first call with request_id '", key.substr(key.find('/') + 1),
+              "' was still running at this call's deadline")),
+          "DEADLINE_EXCEEDED");
+    }
   }
 }
 

@@ -48,9 +48,11 @@ class RequestLog {
 
   // `key` names the call (method + request_id); `fingerprint` is the
   // request's bytes. kInvalidArgument (REQUEST_ID_REUSED) for a different
-  // request under a known key.
+  // request under a known key; kDeadlineExceeded if the first call under
+  // the key is still running at `deadline`.
   absl::StatusOr<Ticket> Begin(const std::string& key,
                                const std::string& fingerprint,
+                               absl::Time deadline = absl::InfiniteFuture(),
                                absl::Time now = absl::Now());
   // Ends a call Begin() let run: remembers `response` if `ok`, else forgets
   // the key (and wakes retries waiting for it, which then run themselves).

@@ -51,6 +51,20 @@ v1::Event MakeEvent(v1::EventKind kind) {
   return e;
 }
 
+// Counts a handler as running for its whole body (ServiceState).
+class RunningCall {
+ public:
+  explicit RunningCall(ServiceState* state) : state_(state) {
+    state_->CallStarted();
+  }
+  ~RunningCall() { state_->CallEnded(); }
+  RunningCall(const RunningCall&) = delete;
+  RunningCall& operator=(const RunningCall&) = delete;
+
+ private:
+  ServiceState* const state_;
+};
+
 }  // namespace
 
 absl::Status MemoryManagerService::Admit(grpc::ServerContext* ctx) const {
@@ -65,6 +79,7 @@ absl::Status MemoryManagerService::Admit(grpc::ServerContext* ctx) const {
 
 grpc::Status MemoryManagerService::Read(
     grpc::ServerContext* ctx, const std::function<absl::Status()>& body) {
+  RunningCall running(state_);
   if (absl::Status s = Admit(ctx); !s.ok()) return ToGrpcStatus(s, ctx);
   return ToGrpcStatus(body(), ctx);
 }
@@ -80,6 +95,7 @@ grpc::Status MemoryManagerService::Mutate(
     grpc::ServerContext* ctx, const char* method,
     const google::protobuf::Message& req, const std::string& request_id,
     google::protobuf::Message* resp, const std::function<absl::Status()>& body) {
+  RunningCall running(state_);
   if (read_only_) return ToGrpcStatus(ReadOnlySocketError(method), ctx);
   if (absl::Status s = Admit(ctx); !s.ok()) return ToGrpcStatus(s, ctx);
   if (request_id.empty()) return ToGrpcStatus(body(), ctx);
@@ -88,7 +104,8 @@ grpc::Status MemoryManagerService::Mutate(
   }
   const std::string key = absl::StrCat(method, "/", request_id);
   absl::StatusOr<RequestLog::Ticket> ticket =
-      state_->requests.Begin(key, DeterministicBytes(req));
+      state_->requests.Begin(key, DeterministicBytes(req),
+                             absl::FromChrono(ctx->deadline()));
   if (!ticket.ok()) return ToGrpcStatus(ticket.status(), ctx);
   if (!ticket->first) {
     resp->ParseFromString(ticket->response);
@@ -584,12 +601,8 @@ grpc::Status MemoryManagerService::Audit(grpc::ServerContext* ctx,
 grpc::Status MemoryManagerService::WatchEvents(
     grpc::ServerContext* ctx, const v1::WatchEventsRequest* req,
     grpc::ServerWriter<v1::WatchEventsResponse>* writer) {
+  RunningCall running(state_);
   if (absl::Status s = Admit(ctx); !s.ok()) return ToGrpcStatus(s, ctx);
-  state_->StreamOpened();
-  struct Closer {
-    ServiceState* state;
-    ~Closer() { state->StreamClosed(); }
-  } closer{state_};
   absl::flat_hash_set<int> kinds;
   for (int k : req->kinds()) {
     if (k == v1::EVENT_KIND_UNSPECIFIED || !v1::EventKind_IsValid(k)) {
@@ -631,7 +644,8 @@ grpc::Status MemoryManagerService::WatchEvents(
       }
       last_sent = absl::Now();
     }
-    if (!batch.empty()) continue;
+    // A bookmark whenever nothing was sent for an interval, even while
+    // filtered-out events stream past (so the revision keeps moving).
     const absl::Time now = absl::Now();
     if (now - last_sent >= state_->bookmark_interval) {
       v1::WatchEventsResponse out;
@@ -644,6 +658,7 @@ grpc::Status MemoryManagerService::WatchEvents(
       }
       last_sent = now;
     }
+    if (!batch.empty()) continue;
     events.WaitNewer(since, std::min(last_sent + state_->bookmark_interval,
                                      now + state_->watch_poll));
   }

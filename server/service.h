@@ -46,26 +46,26 @@ struct ServiceState {
   // How often a waiting WatchEvents handler checks for cancellation.
   absl::Duration watch_poll = absl::Milliseconds(200);
 
-  // Open WatchEvents handlers, so that shutdown can let them end cleanly
-  // before gRPC cancels what is left.
-  void StreamOpened() {
-    absl::MutexLock lock(&streams_mu);
-    ++open_streams;
+  // Handlers running (WatchEvents streams included), so that shutdown
+  // keeps the listener open, answering DRAINING, until they end.
+  void CallStarted() {
+    absl::MutexLock lock(&calls_mu);
+    ++running_calls;
   }
-  void StreamClosed() {
-    absl::MutexLock lock(&streams_mu);
-    --open_streams;
+  void CallEnded() {
+    absl::MutexLock lock(&calls_mu);
+    --running_calls;
   }
-  // Returns whether every stream ended before `deadline`.
-  bool AwaitNoStreams(absl::Time deadline) {
-    absl::MutexLock lock(&streams_mu);
-    auto none = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(streams_mu) {
-      return open_streams == 0;
+  // Returns whether every handler ended before `deadline`.
+  bool AwaitNoCalls(absl::Time deadline) {
+    absl::MutexLock lock(&calls_mu);
+    auto none = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu) {
+      return running_calls == 0;
     };
-    return streams_mu.AwaitWithDeadline(absl::Condition(&none), deadline);
+    return calls_mu.AwaitWithDeadline(absl::Condition(&none), deadline);
   }
-  absl::Mutex streams_mu;
-  int open_streams ABSL_GUARDED_BY(streams_mu) = 0;
+  absl::Mutex calls_mu;
+  int running_calls ABSL_GUARDED_BY(calls_mu) = 0;
 };
 
 class MemoryManagerService final : public v1::MemoryManager::Service {

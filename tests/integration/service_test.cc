@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "mm/mm_errors.h"
 #include "mm/pte.h"
 #include "mm/testing/mm_test_util.h"
 #include "tests/integration/test_daemon.h"
@@ -292,6 +293,20 @@ TEST_F(ServiceTest, MmuUpdateRejectsBadBatchesWhole) {
                  batch({{l1, 1, MakePte(Mfn(spare[0]), kRw)},
                         {l1, 2, MakePte(Mfn(l2), kRw)}}),
                  StatusCode::FAILED_PRECONDITION, "TYPE_CONFLICT");
+  {
+    // The message names the update that failed, and what was wrong.
+    v1::MmuUpdateResponse r;
+    const CallResult c =
+        Call(stub(), &Stub::MmuUpdate,
+             batch({{l1, 1, MakePte(Mfn(spare[0]), kRw)},
+                    {l1, 2, MakePte(Mfn(l2), kRw)}}),
+             &r);
+    EXPECT_EQ(c.message.rfind(absl::StrCat("update 1 of 2: type conflict: mfn 0x",
+                                           absl::Hex(l2)),
+                              0),
+              0u)
+        << c;
+  }
   v1::MmuUpdateRequest unknown = batch({{l1, 1, 0}});
   unknown.set_domain_id(99);
   ExpectRejected(&Stub::MmuUpdate, unknown, StatusCode::NOT_FOUND,
@@ -983,6 +998,39 @@ TEST_F(ServiceTest, ShutdownEndsStreamsAndDrains) {
       Call(stub(), &Stub::GetStats, v1::GetStatsRequest(), &stats);
   EXPECT_EQ(late.code, StatusCode::UNAVAILABLE) << late;
   EXPECT_EQ(mm().allocator().free_frames(), mm().frame_table().frame_count());
+}
+
+}  // namespace
+}  // namespace hvmm
+
+namespace hvmm {
+namespace {
+
+// Start() refuses bad configurations with a reason, and a failed start
+// (even one that had built its Host) tears down cleanly.
+TEST(DaemonStartTest, RefusesBadConfigurationsCleanly) {
+  DaemonOptions o;
+  o.host.frames = 256;
+  o.host.pcpus = 1;
+  o.listen = "tcp:0.0.0.0:0";
+  absl::StatusOr<std::unique_ptr<Daemon>> d = Daemon::Start(o);
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(d.status().message().find("needs TLS"), std::string::npos);
+  o.listen = "udp:1.2.3.4:5";
+  EXPECT_EQ(ErrorReason(Daemon::Start(o).status()), "MALFORMED_ARGUMENT");
+  o.listen = "unix:relative/path.sock";
+  EXPECT_EQ(ErrorReason(Daemon::Start(o).status()), "MALFORMED_ARGUMENT");
+
+  TestDaemon first;
+  o.listen = first.daemon().address();
+  absl::StatusOr<std::unique_ptr<Daemon>> second = Daemon::Start(o);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ErrorReason(second.status()), "SOCKET_IN_USE");
+  // The first still serves.
+  v1::GetStatsResponse stats;
+  EXPECT_TRUE(Call(first.stub(), &Stub::GetStats, v1::GetStatsRequest(),
+                   &stats)
+                  .ok());
 }
 
 }  // namespace
