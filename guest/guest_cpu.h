@@ -67,6 +67,7 @@ class VcpuRunQueue {
                  uint64_t seed);
   // Drops the domain's vCPUs: queued ones now, running ones when their
   // pCPU puts them back (so a later AddDomain never meets the old ones).
+  // Neither wakes idle pCPUs: the caller kicks them (Pcpu::Kick).
   void RemoveDomain(DomainId domain);
 
   std::unique_ptr<GuestVcpu> Pop();

@@ -25,12 +25,14 @@ PACKAGES=(
   libcli11-dev
   libspdlog-dev
   libsystemd-dev
+  openssl
 )
 
 # buf (proto lint) comes from npm, pinned, into third_party/npm (ignored by
 # git and Bazel). No lock file: the version is pinned here.
 BUF_VERSION=1.75.0
-NPM_PREFIX="$(cd "$(dirname "$0")/.." && pwd)/third_party/npm"
+# (Resolved through symlinks: tests run this script from Bazel's runfiles.)
+NPM_PREFIX="$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)/third_party/npm"
 BUF="$NPM_PREFIX/node_modules/.bin/buf"
 
 install_buf() {

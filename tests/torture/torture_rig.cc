@@ -124,6 +124,7 @@ absl::Status TortureRig::CreateSlot(int i) {
   w.ranges = {{Vaddr(kWindowBase), options_.window_pages}};
   run_queue_.AddDomain(mm_->FindDomain(*id), w,
                        options_.seed * 7919 + slot_generation_);
+  for (Pcpu* p : engine_->pcpus()) p->Kick();
   return absl::OkStatus();
 }
 
