@@ -701,12 +701,15 @@ int Main(int argc, char** argv) {
     static std::string id, pattern = "uniform", request_id;
     static std::vector<std::string> ranges;
     static double write_fraction = 0.3;
+    static double rate = 0;
     c->add_option("domain", id)->required()->check(kU32);
     c->add_option("--range", ranges, "VA:PAGES (repeat for more)")
         ->required();
     c->add_option("--pattern", pattern)
         ->check(CLI::IsMember({"uniform", "sequential", "zipf"}));
     c->add_option("--write-fraction", write_fraction, "in [0, 1]");
+    c->add_option("--rate", rate,
+                  "accesses per second per vCPU (0: unthrottled)");
     c->add_option("--request-id", request_id, "idempotency key");
     on(c, [](Ctl& ctl) {
       v1::StartWorkloadRequest req;
@@ -715,6 +718,7 @@ int Main(int argc, char** argv) {
                       : pattern == "sequential" ? v1::ACCESS_PATTERN_SEQUENTIAL
                                                 : v1::ACCESS_PATTERN_ZIPF);
       req.set_write_fraction(write_fraction);
+      req.set_rate(rate);
       req.set_request_id(request_id);
       for (const std::string& r : ranges) {
         std::vector<std::string> a = absl::StrSplit(r, ':');

@@ -38,6 +38,10 @@ struct WorkloadConfig {
   AccessPattern pattern = AccessPattern::kUniform;
   double write_fraction = 0.3;
   double zipf_s = 1.1;
+  // Accesses per second per vCPU; 0: as fast as the pCPU runs. A vCPU
+  // whose budget is spent halts (yields its pCPU) until it has earned the
+  // next access (VcpuThrottle).
+  double accesses_per_second = 0;
 };
 
 struct GuestAccess {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/time/clock.h"
 #include "mm/walker.h"
 
 namespace hvmm {
@@ -23,6 +24,7 @@ void GuestCpuStats::Add(const GuestCpuStats& o) {
   faults += o.faults;
   walk_retries += o.walk_retries;
   vcpu_switches += o.vcpu_switches;
+  halts += o.halts;
   existence_violations += o.existence_violations;
   coherence_violations += o.coherence_violations;
   for (int i = 0; i < kPipeLen; ++i) pipe[i] += o.pipe[i];
@@ -40,7 +42,8 @@ void VcpuRunQueue::AddDomain(std::shared_ptr<Domain> domain,
   epochs_[domain->id()] = epoch;
   for (uint32_t v = 0; v < domain->vcpus(); ++v) {
     queue_.push_back(std::unique_ptr<GuestVcpu>(new GuestVcpu{
-        domain, VcpuId(v), AccessStream(config, seed * 1000003 + v), epoch}));
+        domain, VcpuId(v), AccessStream(config, seed * 1000003 + v), epoch,
+        VcpuThrottle(config.accesses_per_second)}));
   }
 }
 
@@ -162,6 +165,19 @@ int GuestCpu::PipeCount(const WalkResult& w, uint64_t entry_time) const {
 bool GuestCpu::Step(Pcpu& self) {
   if (current_ == nullptr || slice_left_ == 0) Switch(self);
   if (current_ == nullptr) return false;
+  if (current_->throttle.throttled() &&
+      !current_->throttle.TryTake(absl::GetCurrentTimeNanos())) {
+    // The vCPU has spent its budget: it halts, and the next vCPU gets the
+    // pCPU. If that one has none either, the pCPU idles.
+    Bump(halts_);
+    Switch(self);
+    if (current_ == nullptr || (current_->throttle.throttled() &&
+                                !current_->throttle.TryTake(
+                                    absl::GetCurrentTimeNanos()))) {
+      slice_left_ = 0;
+      return false;
+    }
+  }
   --slice_left_;
   const GuestAccess a = current_->stream.Next();
   Domain& domain = *current_->domain;
@@ -230,6 +246,7 @@ GuestCpuStats GuestCpu::stats() const {
   s.faults = faults_.load(std::memory_order_relaxed);
   s.walk_retries = walk_retries_.load(std::memory_order_relaxed);
   s.vcpu_switches = switches_.load(std::memory_order_relaxed);
+  s.halts = halts_.load(std::memory_order_relaxed);
   s.existence_violations = existence_violations_.load(std::memory_order_relaxed);
   s.coherence_violations = coherence_violations_.load(std::memory_order_relaxed);
   for (int i = 0; i < kPipeLen; ++i) {

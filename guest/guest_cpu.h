@@ -35,6 +35,7 @@
 #ifndef HVMM_GUEST_GUEST_CPU_H_
 #define HVMM_GUEST_GUEST_CPU_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -52,11 +53,41 @@
 
 namespace hvmm {
 
+// A vCPU's access budget: a token bucket filled at `rate` accesses per
+// second, holding at most a quarter second's worth (at least one), so the
+// average rate holds even when the pCPU only looks every few tens of
+// milliseconds (an idle pCPU's poll), in bursts. Rate 0: unthrottled.
+class VcpuThrottle {
+ public:
+  explicit VcpuThrottle(double rate = 0)
+      : rate_(rate), burst_(std::max(1.0, rate * 0.25)), credits_(1.0) {}
+  // Whether an access may run at `now_ns` (and takes its credit).
+  bool TryTake(int64_t now_ns) {
+    if (rate_ == 0) return true;
+    if (last_ns_ != 0) {
+      credits_ = std::min(burst_,
+                          credits_ + (now_ns - last_ns_) * 1e-9 * rate_);
+    }
+    last_ns_ = now_ns;
+    if (credits_ < 1.0) return false;
+    credits_ -= 1.0;
+    return true;
+  }
+  bool throttled() const { return rate_ != 0; }
+
+ private:
+  double rate_;
+  double burst_;
+  double credits_;
+  int64_t last_ns_ = 0;
+};
+
 struct GuestVcpu {
   std::shared_ptr<Domain> domain;
   VcpuId vcpu{0};
   AccessStream stream;
   uint64_t epoch = 0;  // The AddDomain() call that made it.
+  VcpuThrottle throttle;
 };
 
 class VcpuRunQueue {
@@ -99,6 +130,7 @@ struct GuestCpuStats {
   uint64_t faults = 0;  // Not present, write-protected, or no base pointer.
   uint64_t walk_retries = 0;  // Pointers a walker found changed on re-read.
   uint64_t vcpu_switches = 0;
+  uint64_t halts = 0;  // Throttled vCPUs that yielded their pCPU.
   uint64_t existence_violations = 0;
   uint64_t coherence_violations = 0;
   uint64_t pipe[kPipeLen] = {};  // Walks by pipe count (file comment).
@@ -159,7 +191,7 @@ class GuestCpu {
 
   std::atomic<uint64_t> accesses_{0}, hits_{0}, misses_{0}, walks_{0},
       psc_walks_{0}, walk_retries_{0},
-      faults_{0}, switches_{0}, existence_violations_{0},
+      faults_{0}, switches_{0}, halts_{0}, existence_violations_{0},
       coherence_violations_{0};
   std::atomic<uint64_t> pipe_[kPipeLen] = {};
   std::atomic<uint32_t> last_violation_domain_{0};

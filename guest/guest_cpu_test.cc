@@ -187,6 +187,22 @@ TEST(GuestCpuTest, AStaleWritableEntryOfAPageThatBecameATableIsAViolation) {
 
 // The dirty mask follows the pCPU: switching to another domain drops the old
 // domain's translations and clears the pCPU from its mask.
+TEST(VcpuThrottleTest, EarnsAccessesAtItsRateWithABoundedBurst) {
+  VcpuThrottle unthrottled;
+  EXPECT_FALSE(unthrottled.throttled());
+  EXPECT_TRUE(unthrottled.TryTake(0));
+  VcpuThrottle t(100);  // One access per 10 ms; bursts of up to 25.
+  const int64_t t0 = int64_t{1} << 40;
+  EXPECT_TRUE(t.TryTake(t0));
+  EXPECT_FALSE(t.TryTake(t0 + 5'000'000));
+  EXPECT_TRUE(t.TryTake(t0 + 10'000'000));
+  EXPECT_FALSE(t.TryTake(t0 + 10'000'000));
+  // Ten idle seconds buy a quarter second's worth, not ten seconds'.
+  int burst = 0;
+  while (t.TryTake(t0 + 10'010'000'000)) ++burst;
+  EXPECT_EQ(burst, 25);
+}
+
 // A workload restarted while one of its vCPUs was running (popped) must not
 // get that old vCPU back: it belongs to the stopped workload.
 TEST(VcpuRunQueueTest, ARestartDropsTheOldRunningVcpus) {

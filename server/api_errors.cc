@@ -60,14 +60,6 @@ absl::Status UnknownDomainNameError(absl::string_view name) {
                          "UNKNOWN_DOMAIN");
 }
 
-absl::Status UnsupportedRateError(double rate) {
-  return WithErrorReason(
-      absl::InvalidArgumentError(absl::StrCat(
-          "rate ", rate, " is not supported: workloads run unthrottled "
-          "(rate 0) in this version")),
-      "UNSUPPORTED_RATE");
-}
-
 absl::Status ReadOnlySocketError(absl::string_view method) {
   return WithErrorReason(
       absl::PermissionDeniedError(absl::StrCat(

@@ -29,8 +29,6 @@ absl::Status RequestIdReusedError(absl::string_view request_id);
 absl::Status RequestIdTooLongError(size_t bytes);
 // kNotFound: no live domain has this name.
 absl::Status UnknownDomainNameError(absl::string_view name);
-// kInvalidArgument: a workload rate other than 0 (not supported yet).
-absl::Status UnsupportedRateError(double rate);
 // kPermissionDenied: a mutation on the read-only socket.
 absl::Status ReadOnlySocketError(absl::string_view method);
 // kFailedPrecondition: StartWorkload on a domain whose workload runs.

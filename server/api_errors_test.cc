@@ -37,8 +37,6 @@ std::vector<Case> AllErrors() {
        "MALFORMED_ARGUMENT"},
       {UnknownDomainNameError("n"), absl::StatusCode::kNotFound,
        "UNKNOWN_DOMAIN"},
-      {UnsupportedRateError(5), absl::StatusCode::kInvalidArgument,
-       "UNSUPPORTED_RATE"},
       {ReadOnlySocketError("Pin"), absl::StatusCode::kPermissionDenied,
        "READ_ONLY_SOCKET"},
       {WorkloadRunningError(DomainId(3)), absl::StatusCode::kFailedPrecondition,

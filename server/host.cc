@@ -29,6 +29,11 @@ absl::Status CheckWorkloadConfig(const WorkloadConfig& config) {
     return MalformedArgumentError(absl::StrCat(
         "write_fraction must be in [0, 1], got ", config.write_fraction));
   }
+  if (!(config.accesses_per_second >= 0 && config.accesses_per_second <= 1e9)) {
+    return MalformedArgumentError(absl::StrCat(
+        "rate must be in [0, 1e9] accesses per second per vCPU (0: "
+        "unthrottled), got ", config.accesses_per_second));
+  }
   return absl::OkStatus();
 }
 

@@ -84,6 +84,30 @@ TEST(HostTest, WorkloadsRunAndStop) {
   EXPECT_TRUE(host->Shutdown().ok());
 }
 
+// A rate caps each vCPU's accesses: whatever the scheduling, they never
+// exceed rate x elapsed plus one burst per vCPU; and they do progress.
+TEST(HostTest, WorkloadRatesCapAccesses) {
+  auto host = MakeHost();
+  const DomainId d = host->CreateDomain("r", 2, 64, Policy::kAssistedRcu).value();
+  ASSERT_TRUE(host->mm().MapRange(d, kVa, 8, true).ok());
+  WorkloadConfig w;
+  w.ranges = {{kVa, 8}};
+  w.accesses_per_second = 400;
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(host->StartWorkload(d, w).ok());
+  while (host->Stats().guests.accesses < 100) std::this_thread::yield();
+  const uint64_t accesses = host->Stats().guests.accesses;
+  const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
+  // Per vCPU: 1 initial credit + 400/s + a burst of at most 100.
+  EXPECT_LE(accesses, 2 * (1 + 400 * elapsed + 100))
+      << accesses << " accesses in " << elapsed << " s";
+  EXPECT_GT(host->Stats().guests.halts, 0u);
+  ASSERT_TRUE(host->StopWorkload(d).ok());
+  w.accesses_per_second = -1;
+  EXPECT_EQ(ErrorReason(host->StartWorkload(d, w)), "MALFORMED_ARGUMENT");
+  EXPECT_TRUE(host->Shutdown().ok());
+}
+
 // Workload starts race destroys: a destroyed domain never keeps vCPUs on
 // the run queue (the pCPUs then go idle), and nothing leaks.
 TEST(HostTest, DestroyRacesWorkloadStarts) {

@@ -485,8 +485,8 @@ grpc::Status MemoryManagerService::StartWorkload(
                   absl::StatusOr<AccessPattern> pattern =
                       PatternFromProto(req->pattern(), "pattern");
                   if (!pattern.ok()) return pattern.status();
-                  if (req->rate() != 0) return UnsupportedRateError(req->rate());
                   WorkloadConfig config;
+                  config.accesses_per_second = req->rate();
                   config.pattern = *pattern;
                   config.write_fraction = req->write_fraction();
                   for (const v1::PageRange& r : req->ranges()) {

@@ -211,15 +211,16 @@ class Client:
 
     # -- workloads, stats, audit
     def start_workload(self, domain_id, ranges, pattern="uniform",
-                       write_fraction=0.3, request_id=""):
-        """ranges: (start_va, pages) pairs."""
+                       write_fraction=0.3, rate=0, request_id=""):
+        """ranges: (start_va, pages) pairs; rate: accesses per second per
+        vCPU (0: unthrottled)."""
         patterns = {"uniform": pb.ACCESS_PATTERN_UNIFORM,
                     "sequential": pb.ACCESS_PATTERN_SEQUENTIAL,
                     "zipf": pb.ACCESS_PATTERN_ZIPF}
         req = pb.StartWorkloadRequest(domain_id=domain_id,
                                       pattern=patterns[pattern],
                                       write_fraction=write_fraction,
-                                      request_id=request_id)
+                                      rate=rate, request_id=request_id)
         for start, pages in ranges:
             req.ranges.add(start_va=start, page_count=pages)
         self._call("StartWorkload", req)

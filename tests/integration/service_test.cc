@@ -6,6 +6,7 @@
 // domains of these cases run under ipi, whose frees are immediate, so
 // nothing changes in the background between two digests.
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <string>
 #include <thread>
@@ -525,9 +526,12 @@ TEST_F(ServiceTest, WorkloadsStartOnceAndStop) {
   ExpectRejected(&Stub::StartWorkload, start, StatusCode::INVALID_ARGUMENT,
                  "MALFORMED_ARGUMENT");
   start.set_write_fraction(0.25);
-  start.set_rate(100);
+  start.set_rate(-1);
   ExpectRejected(&Stub::StartWorkload, start, StatusCode::INVALID_ARGUMENT,
-                 "UNSUPPORTED_RATE");
+                 "MALFORMED_ARGUMENT");
+  start.set_rate(std::nan(""));
+  ExpectRejected(&Stub::StartWorkload, start, StatusCode::INVALID_ARGUMENT,
+                 "MALFORMED_ARGUMENT");
   start.set_rate(0);
   v1::StopWorkloadRequest stop;
   stop.set_domain_id(a);
@@ -928,7 +932,9 @@ TEST_F(ServiceTest, IdleFilteredStreamsGetBookmarksThatMove) {
 
 TEST_F(ServiceTest, WatchSeesDestroysAndWorkloads) {
   const uint32_t a = MakeDomain("a", 4);
-  Watcher w(stub(), 0,
+  // From a known revision: "0" means the head when the server starts the
+  // stream, which may be after the calls below.
+  Watcher w(stub(), d_.daemon().events().head(),
             {v1::EVENT_KIND_DOMAIN_DESTROYED, v1::EVENT_KIND_WORKLOAD_STARTED,
              v1::EVENT_KIND_WORKLOAD_STOPPED});
   v1::StartWorkloadRequest start;
