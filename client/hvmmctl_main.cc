@@ -112,8 +112,10 @@ void WithProgress(const std::string& label, const std::function<void()>& fn) {
 class Ctl {
  public:
   explicit Ctl(const Globals& g) : g_(g) {
-    const std::string addr =
+    // "tcp:HOST:PORT" (hvmmd's --listen form) means HOST:PORT.
+    std::string addr =
         g.addr.empty() ? absl::StrCat("unix:", DefaultSocketPath()) : g.addr;
+    if (addr.rfind("tcp:", 0) == 0) addr = addr.substr(4);
     channel_ = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
     stub_ = v1::MemoryManager::NewStub(channel_);
   }
@@ -285,7 +287,8 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();
   app.add_option("--addr", g.addr,
-                 "daemon address: unix:/PATH or HOST:PORT (default: "
+                 "daemon address: unix:/PATH, HOST:PORT or tcp:HOST:PORT "
+                 "(default: "
                  "unix:" + DefaultSocketPath() + ")");
   app.add_option("-o,--output", g.output, "output format")
       ->check(CLI::IsMember({"table", "json"}));
@@ -351,6 +354,11 @@ int Main(int argc, char** argv) {
       v1::GetDomainRequest req;
       uint64_t id;
       if (ParseNumber(key, &id)) {
+        if (id > UINT32_MAX) {
+          std::cerr << "hvmmctl: domain id " << key << " is larger than "
+                    << UINT32_MAX << "\n";
+          return kExitUsage;
+        }
         req.set_domain_id(static_cast<uint32_t>(id));
       } else {
         req.set_name(key);
@@ -790,14 +798,15 @@ int Main(int argc, char** argv) {
   {
     auto* c = app.add_subcommand(
         "watch", "stream events until Ctrl-C; resumes after a reconnect");
-    static uint64_t since = 0;
+    static std::string since = "0";
     static std::vector<std::string> kinds;
-    c->add_option("--since", since, "resume after this revision (0: now)");
+    c->add_option("--since", since, "resume after this revision (0: now)")
+        ->check(kNumber);
     c->add_option("--kind", kinds,
                   "only these kinds: domain_created, domain_destroyed, "
                   "policy_changed, grace_periods, flush_batches, "
                   "safety_violation, workload_started, workload_stopped");
-    on(c, [](Ctl& ctl) { return Watch(ctl, since, kinds); });
+    on(c, [](Ctl& ctl) { return Watch(ctl, Num(since), kinds); });
   }
   double health_timeout = 0;
   {

@@ -39,18 +39,31 @@ void VcpuRunQueue::AddDomain(std::shared_ptr<Domain> domain,
   MutexLock lock(&mu_);
   DropQueuedLocked(domain->id());
   const uint64_t epoch = next_epoch_++;
-  epochs_[domain->id()] = epoch;
+  std::shared_ptr<std::atomic<uint64_t>>& active = epochs_[domain->id()];
+  if (active != nullptr) active->store(0, std::memory_order_relaxed);
+  active = std::make_shared<std::atomic<uint64_t>>(epoch);
   for (uint32_t v = 0; v < domain->vcpus(); ++v) {
     queue_.push_back(std::unique_ptr<GuestVcpu>(new GuestVcpu{
         domain, VcpuId(v), AccessStream(config, seed * 1000003 + v), epoch,
-        VcpuThrottle(config.accesses_per_second)}));
+        VcpuThrottle(config.accesses_per_second), active}));
   }
 }
 
 void VcpuRunQueue::RemoveDomain(DomainId domain) {
   MutexLock lock(&mu_);
-  epochs_.erase(domain);
+  if (auto it = epochs_.find(domain); it != epochs_.end()) {
+    it->second->store(0, std::memory_order_relaxed);
+    epochs_.erase(it);
+  }
   DropQueuedLocked(domain);
+}
+
+void VcpuRunQueue::AwaitNotRunning(DomainId domain) {
+  std::unique_lock<std::mutex> lock(mu_.native());
+  put_back_.wait(lock, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    auto it = running_.find(domain);
+    return it == running_.end() || it->second == 0;
+  });
 }
 
 void VcpuRunQueue::DropQueuedLocked(DomainId domain) {
@@ -61,19 +74,29 @@ void VcpuRunQueue::DropQueuedLocked(DomainId domain) {
   queue_.swap(kept);
 }
 
-std::unique_ptr<GuestVcpu> VcpuRunQueue::Pop() {
+std::unique_ptr<GuestVcpu> VcpuRunQueue::PopRunnable(int64_t now_ns) {
   MutexLock lock(&mu_);
-  if (queue_.empty()) return nullptr;
-  std::unique_ptr<GuestVcpu> v = std::move(queue_.front());
-  queue_.pop_front();
-  return v;
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (now_ns != 0 && !(*it)->throttle.Ready(now_ns)) continue;
+    std::unique_ptr<GuestVcpu> v = std::move(*it);
+    queue_.erase(it);
+    ++running_[v->domain->id()];
+    return v;
+  }
+  return nullptr;
 }
 
 void VcpuRunQueue::Push(std::unique_ptr<GuestVcpu> vcpu) {
-  MutexLock lock(&mu_);
-  auto it = epochs_.find(vcpu->domain->id());
-  if (it == epochs_.end() || it->second != vcpu->epoch) return;
-  queue_.push_back(std::move(vcpu));
+  const DomainId domain = vcpu->domain->id();
+  {
+    MutexLock lock(&mu_);
+    if (auto r = running_.find(domain); r != running_.end() && --r->second == 0) {
+      running_.erase(r);
+    }
+    if (!vcpu->stopped()) queue_.push_back(std::move(vcpu));
+  }
+  put_back_.notify_all();
+  // A dropped vCPU (stopped) is destroyed here, outside the lock.
 }
 
 int VcpuRunQueue::size() const {
@@ -92,7 +115,9 @@ void GuestCpu::Switch(Pcpu& self) {
     previous = current_->domain;
     run_queue_->Push(std::move(current_));
   }
-  current_ = run_queue_->Pop();
+  // The first vCPU with budget left (VcpuThrottle): one over budget stays
+  // queued, halted, and never holds a pCPU others could use.
+  current_ = run_queue_->PopRunnable(absl::GetCurrentTimeNanos());
   if (previous != nullptr &&
       (current_ == nullptr || current_->domain != previous)) {
     // Leaving the domain: drop its translations and leave its dirty mask, in
@@ -163,21 +188,23 @@ int GuestCpu::PipeCount(const WalkResult& w, uint64_t entry_time) const {
 }
 
 bool GuestCpu::Step(Pcpu& self) {
-  if (current_ == nullptr || slice_left_ == 0) Switch(self);
-  if (current_ == nullptr) return false;
-  if (current_->throttle.throttled() &&
+  // A stopped workload's vCPU leaves at once (Push drops it); one over its
+  // budget halts: both give the pCPU to the next vCPU with budget, if any.
+  bool switch_out = current_ == nullptr || slice_left_ == 0 ||
+                    current_->stopped();
+  if (!switch_out && current_->throttle.throttled() &&
       !current_->throttle.TryTake(absl::GetCurrentTimeNanos())) {
-    // The vCPU has spent its budget: it halts, and the next vCPU gets the
-    // pCPU. If that one has none either, the pCPU idles.
     Bump(halts_);
+    switch_out = true;
+  }
+  if (switch_out) {
     Switch(self);
-    if (current_ == nullptr || (current_->throttle.throttled() &&
-                                !current_->throttle.TryTake(
-                                    absl::GetCurrentTimeNanos()))) {
-      slice_left_ = 0;
-      return false;
+    // Switch() popped a vCPU with budget: take its credit.
+    if (current_ != nullptr) {
+      current_->throttle.TryTake(absl::GetCurrentTimeNanos());
     }
   }
+  if (current_ == nullptr) return false;
   --slice_left_;
   const GuestAccess a = current_->stream.Next();
   Domain& domain = *current_->domain;

@@ -37,6 +37,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -63,15 +64,19 @@ class VcpuThrottle {
       : rate_(rate), burst_(std::max(1.0, rate * 0.25)), credits_(1.0) {}
   // Whether an access may run at `now_ns` (and takes its credit).
   bool TryTake(int64_t now_ns) {
+    if (!Ready(now_ns)) return false;
+    if (rate_ != 0) credits_ -= 1.0;
+    return true;
+  }
+  // Whether an access may run at `now_ns`, without taking its credit.
+  bool Ready(int64_t now_ns) {
     if (rate_ == 0) return true;
-    if (last_ns_ != 0) {
+    if (last_ns_ != 0 && now_ns > last_ns_) {
       credits_ = std::min(burst_,
                           credits_ + (now_ns - last_ns_) * 1e-9 * rate_);
     }
-    last_ns_ = now_ns;
-    if (credits_ < 1.0) return false;
-    credits_ -= 1.0;
-    return true;
+    last_ns_ = std::max(last_ns_, now_ns);
+    return credits_ >= 1.0;
   }
   bool throttled() const { return rate_ != 0; }
 
@@ -88,6 +93,12 @@ struct GuestVcpu {
   AccessStream stream;
   uint64_t epoch = 0;  // The AddDomain() call that made it.
   VcpuThrottle throttle;
+  // The domain's current epoch in the run queue (0 once removed): a pCPU
+  // running this vCPU sees a stop at its next access.
+  std::shared_ptr<const std::atomic<uint64_t>> active_epoch;
+  bool stopped() const {
+    return active_epoch->load(std::memory_order_relaxed) != epoch;
+  }
 };
 
 class VcpuRunQueue {
@@ -97,11 +108,18 @@ class VcpuRunQueue {
   void AddDomain(std::shared_ptr<Domain> domain, const WorkloadConfig& config,
                  uint64_t seed);
   // Drops the domain's vCPUs: queued ones now, running ones when their
-  // pCPU puts them back (so a later AddDomain never meets the old ones).
-  // Neither wakes idle pCPUs: the caller kicks them (Pcpu::Kick).
+  // pCPU puts them back, which it does at its next access (so a later
+  // AddDomain never meets the old ones). Neither wakes idle pCPUs: the
+  // caller kicks them (Pcpu::Kick).
   void RemoveDomain(DomainId domain);
+  // Returns once no pCPU runs a vCPU of `domain` that RemoveDomain dropped
+  // or is about to: call after RemoveDomain. Running pCPUs put such a vCPU
+  // back at their next access, so this waits for one access at most.
+  void AwaitNotRunning(DomainId domain);
 
-  std::unique_ptr<GuestVcpu> Pop();
+  // The first queued vCPU that may run at `now_ns` (VcpuThrottle), or null.
+  std::unique_ptr<GuestVcpu> PopRunnable(int64_t now_ns);
+  std::unique_ptr<GuestVcpu> Pop() { return PopRunnable(0); }
   void Push(std::unique_ptr<GuestVcpu> vcpu);
   int size() const;
 
@@ -110,10 +128,15 @@ class VcpuRunQueue {
 
   mutable Mutex mu_;
   std::deque<std::unique_ptr<GuestVcpu>> queue_ ABSL_GUARDED_BY(mu_);
-  // Per domain with vCPUs, the epoch of its current ones; a vCPU of
-  // another epoch is dropped when put back.
-  absl::flat_hash_map<DomainId, uint64_t> epochs_ ABSL_GUARDED_BY(mu_);
+  // Per domain with vCPUs, the epoch of its current ones (0 once removed);
+  // a vCPU of another epoch is dropped when put back. Shared with the
+  // vCPUs, which running pCPUs check at each access.
+  absl::flat_hash_map<DomainId, std::shared_ptr<std::atomic<uint64_t>>>
+      epochs_ ABSL_GUARDED_BY(mu_);
   uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
+  // Per domain, its vCPUs popped and not yet put back.
+  absl::flat_hash_map<DomainId, int> running_ ABSL_GUARDED_BY(mu_);
+  std::condition_variable put_back_;
 };
 
 enum class ViolationKind : uint8_t { kExistence, kCoherence };

@@ -62,6 +62,15 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(
         "the read-only address must differ from --listen (", main->GrpcUri(),
         ")"));
   }
+  const bool any_tcp =
+      main->kind == ListenAddress::Kind::kTcp ||
+      (read_only && read_only->kind == ListenAddress::Kind::kTcp);
+  if (!any_tcp && (!options.tls_cert.empty() || !options.tls_key.empty() ||
+                   !options.tls_client_ca.empty())) {
+    return MalformedArgumentError(
+        "--tls-cert, --tls-key and --tls-client-ca apply to a TCP listen "
+        "address only");
+  }
   for (const ListenAddress* a : {&*main, read_only ? &*read_only : nullptr}) {
     if (a != nullptr && !a->IsLocal() &&
         (options.tls_cert.empty() || options.tls_key.empty())) {

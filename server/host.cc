@@ -179,6 +179,7 @@ absl::StatusOr<uint64_t> Host::DestroyDomain(DomainId domain) {
     workloads_.erase(domain);
     run_queue_.RemoveDomain(domain);
   }
+  run_queue_.AwaitNotRunning(domain);
   const absl::Status s = mm_->DestroyDomain(domain);
   MutexLock lock(&mu_);
   destroying_.erase(domain);
@@ -271,10 +272,14 @@ absl::Status Host::StartWorkload(DomainId domain,
 
 absl::Status Host::StopWorkload(DomainId domain) {
   if (mm_->FindDomain(domain) == nullptr) return UnknownDomainError(domain);
-  MutexLock lock(&mu_);
-  if (destroying_.contains(domain)) return UnknownDomainError(domain);
-  if (workloads_.erase(domain) == 0) return NoWorkloadError(domain);
-  run_queue_.RemoveDomain(domain);
+  {
+    MutexLock lock(&mu_);
+    if (destroying_.contains(domain)) return UnknownDomainError(domain);
+    if (workloads_.erase(domain) == 0) return NoWorkloadError(domain);
+    run_queue_.RemoveDomain(domain);
+  }
+  // Stopped means stopped: no pCPU runs one of its vCPUs after this.
+  run_queue_.AwaitNotRunning(domain);
   return absl::OkStatus();
 }
 
@@ -337,6 +342,8 @@ absl::StatusOr<DomainStatsSnapshot> Host::DomainStats(DomainId domain) const {
 
 absl::Status Host::Shutdown() {
   if (shut_down_.exchange(true)) return absl::OkStatus();
+  // Create() failed before the engine existed: nothing runs.
+  if (mm_ == nullptr || engine_ == nullptr) return absl::OkStatus();
   std::vector<DomainInfo> domains = mm_->ListDomains();
   {
     MutexLock lock(&mu_);

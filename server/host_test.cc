@@ -108,6 +108,63 @@ TEST(HostTest, WorkloadRatesCapAccesses) {
   EXPECT_TRUE(host->Shutdown().ok());
 }
 
+// vCPUs over budget never hold a pCPU others could use: an unthrottled
+// domain beside 64 vCPUs at a negligible rate runs at full speed (before,
+// it crawled at a few hundred accesses a second: this would time out).
+TEST(HostTest, ThrottledVcpusDoNotStarveOthers) {
+  auto host = MakeHost();
+  const DomainId fast = host->CreateDomain("fast", 2, 64, Policy::kIpi).value();
+  const DomainId slow = host->CreateDomain("slow", 64, 64, Policy::kIpi).value();
+  for (DomainId d : {fast, slow}) {
+    ASSERT_TRUE(host->mm().MapRange(d, kVa, 8, true).ok());
+  }
+  WorkloadConfig w;
+  w.ranges = {{kVa, 8}};
+  w.accesses_per_second = 1e-9;
+  ASSERT_TRUE(host->StartWorkload(slow, w).ok());
+  w.accesses_per_second = 0;
+  ASSERT_TRUE(host->StartWorkload(fast, w).ok());
+  while (host->Stats().guests.accesses < 2'000'000) std::this_thread::yield();
+  EXPECT_TRUE(host->Shutdown().ok());
+}
+
+// StopWorkload returns only once no pCPU runs the workload: later pCPU
+// steps (Translate jobs on every pCPU) add no access.
+TEST(HostTest, StopWorkloadStopsAtOnce) {
+  auto host = MakeHost();
+  const DomainId d = host->CreateDomain("s", 2, 64, Policy::kIpi).value();
+  ASSERT_TRUE(host->mm().MapRange(d, kVa, 8, true).ok());
+  WorkloadConfig w;
+  w.ranges = {{kVa, 8}};
+  for (int round = 0; round < 20; ++round) {
+    ASSERT_TRUE(host->StartWorkload(d, w).ok());
+    const uint64_t before = host->Stats().guests.accesses;
+    while (host->Stats().guests.accesses < before + 1000) {
+      std::this_thread::yield();
+    }
+    ASSERT_TRUE(host->StopWorkload(d).ok());
+    const uint64_t stopped = host->Stats().guests.accesses;
+    for (int i = 0; i < 8; ++i) {
+      ASSERT_TRUE(host->Translate(d, VcpuId(0), kVa, Access::kRead,
+                                  absl::InfiniteFuture())
+                      .ok());
+    }
+    EXPECT_EQ(host->Stats().guests.accesses, stopped) << "round " << round;
+  }
+  EXPECT_TRUE(host->Shutdown().ok());
+}
+
+TEST(HostTest, ACreateRefusedByTheEngineIsAnErrorNotACrash) {
+  HostOptions o;
+  o.frames = 256;
+  o.pcpus = 0;
+  EXPECT_EQ(Host::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.pcpus = 1;
+  o.policy = Policy::kAssistedUnsafe;
+  EXPECT_EQ(Host::Create(o).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 // Workload starts race destroys: a destroyed domain never keeps vCPUs on
 // the run queue (the pCPUs then go idle), and nothing leaks.
 TEST(HostTest, DestroyRacesWorkloadStarts) {

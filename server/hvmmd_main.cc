@@ -4,7 +4,8 @@
 // Flags may be spelled with dashes or underscores (--allow-unsafe and
 // --allow_unsafe are one flag). SIGTERM and SIGINT start the graceful
 // shutdown; the exit code is 0 if the final audit passed, 1 otherwise,
-// and 2 for a start-up error.
+// and 2 for a start-up error (Abseil's flag parser itself exits 1 on a
+// malformed flag, before hvmmd runs).
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -95,6 +96,19 @@ int main(int argc, char** argv) {
     spdlog::error("--policy: {}", std::string(policy.status().message()));
     return 2;
   }
+  // Values the flag types allow but hvmmd does not: refused, never clamped.
+  const char* bad = nullptr;
+  if (absl::GetFlag(FLAGS_event_history) < 1) bad = "--event-history must be >= 1";
+  if (absl::GetFlag(FLAGS_bookmark_seconds) < 1) {
+    bad = "--bookmark-seconds must be >= 1";
+  }
+  if (absl::GetFlag(FLAGS_shutdown_grace_seconds) < 0) {
+    bad = "--shutdown-grace-seconds must be >= 0";
+  }
+  if (bad != nullptr) {
+    spdlog::error("{}", bad);
+    return 2;
+  }
   hvmm::DaemonOptions options;
   options.host.frames = absl::GetFlag(FLAGS_frames);
   options.host.pcpus = absl::GetFlag(FLAGS_pcpus);
@@ -108,10 +122,8 @@ int main(int argc, char** argv) {
   options.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   options.shutdown_grace =
       absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
-  options.event_history =
-      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_event_history)));
-  options.bookmark_interval =
-      absl::Seconds(std::max(1, absl::GetFlag(FLAGS_bookmark_seconds)));
+  options.event_history = static_cast<size_t>(absl::GetFlag(FLAGS_event_history));
+  options.bookmark_interval = absl::Seconds(absl::GetFlag(FLAGS_bookmark_seconds));
 
   absl::StatusOr<std::unique_ptr<hvmm::Daemon>> daemon =
       hvmm::Daemon::Start(options);

@@ -9,7 +9,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -62,7 +64,14 @@ absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text) {
           "bytes"));
     }
     a.kind = ListenAddress::Kind::kUnix;
-    a.path = std::string(rest);
+    // Lexically normal, so that two spellings of one path compare equal.
+    a.path =
+        std::filesystem::path(std::string(rest)).lexically_normal().string();
+    if (absl::EndsWith(a.path, ".lock") || a.path.back() == '/') {
+      return MalformedArgumentError(absl::StrCat(
+          "listen address '", text, "': a socket path may not end in '/' "
+          "or '.lock' (the name of a socket's lock file)"));
+    }
     return a;
   }
   if (absl::ConsumePrefix(&rest, "tcp:")) {

@@ -87,6 +87,10 @@ echo "$err" | grep -q "NOT_FOUND \[UNKNOWN_DOMAIN\]" || fail "get error: $err"
 expect_rc 2 domain create
 expect_rc 2 pt pin 1 0x5 --level l9
 expect_rc 2 nosuchcommand
+expect_rc 2 domain get 4294967297
+expect_rc 2 domain destroy 4294967300
+expect_rc 2 watch --since -1
+expect_rc 2 --timeout nan stats
 expect_rc 0 --help
 echo "$out" | grep -q "3  health: the daemon is not serving" || fail "--help lacks exit codes"
 # The read-only socket refuses changes.

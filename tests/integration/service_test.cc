@@ -1027,8 +1027,20 @@ TEST(DaemonStartTest, RefusesBadConfigurationsCleanly) {
   o.listen = "unix:relative/path.sock";
   EXPECT_EQ(ErrorReason(Daemon::Start(o).status()), "MALFORMED_ARGUMENT");
 
+  o.listen = "unix:/tmp/x/hvmm.sock.lock";
+  EXPECT_EQ(ErrorReason(Daemon::Start(o).status()), "MALFORMED_ARGUMENT");
+  o.listen = "unix:/tmp/hvmm-tls-unix.sock";
+  o.tls_cert = "/nonexistent.pem";
+  EXPECT_EQ(ErrorReason(Daemon::Start(o).status()), "MALFORMED_ARGUMENT")
+      << "TLS flags on a Unix socket are refused, not ignored";
+  o.tls_cert.clear();
+
   TestDaemon first;
+  // Another spelling of the same path is the same socket.
   o.listen = first.daemon().address();
+  o.read_only_listen = "unix:" + first.dir() + "//./hvmm.sock";
+  EXPECT_EQ(ErrorReason(Daemon::Start(o).status()), "MALFORMED_ARGUMENT");
+  o.read_only_listen.clear();
   absl::StatusOr<std::unique_ptr<Daemon>> second = Daemon::Start(o);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(ErrorReason(second.status()), "SOCKET_IN_USE");
