@@ -67,6 +67,7 @@ std::unique_ptr<Daemon> StartDaemon(uint64_t frames) {
   DaemonOptions o;
   o.listen = "unix:" + TempSocketDir() + "/hvmm.sock";
   o.read_only_listen = "none";
+  o.metrics_listen = "none";
   o.host.frames = frames;
   o.host.pcpus = 2;
   return Daemon::Start(o).value();

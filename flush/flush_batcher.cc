@@ -1,6 +1,7 @@
 #include "flush/flush_batcher.h"
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 
 namespace hvmm {
@@ -40,7 +41,12 @@ void FlushBatcher::Flush(const FlushRequest& request)
   ++backend_calls_;
 
   lock.unlock();
+  const auto start = std::chrono::steady_clock::now();
   backend_->Flush(batch);  // Followers keep queueing meanwhile.
+  call_ns_.Record(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count());
+  batch_sizes_.Record(n);
   lock.lock();
 
   for (Waiter* w : members) {

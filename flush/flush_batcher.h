@@ -24,6 +24,7 @@
 #include <deque>
 #include <vector>
 
+#include "base/log2_histogram.h"
 #include "base/mutex.h"
 #include "cpu/cpu_mask.h"
 #include "cpu/tlb.h"
@@ -81,6 +82,9 @@ class FlushBatcher {
   uint64_t backend_calls() const;
   // Requests waiting right now; for tests that stage a batch.
   int queued() const;
+  // Per backend call: the requests it served, and how long it took (ns).
+  Log2Histogram::Snapshot batch_sizes() const { return batch_sizes_.Read(); }
+  Log2Histogram::Snapshot call_durations_ns() const { return call_ns_.Read(); }
 
  private:
   struct Waiter {
@@ -94,6 +98,8 @@ class FlushBatcher {
   std::deque<Waiter*> queue_ ABSL_GUARDED_BY(mu_);
   uint64_t requests_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t backend_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  // Recorded by the leader after its call, outside the lock.
+  Log2Histogram batch_sizes_, call_ns_;
 };
 
 }  // namespace hvmm

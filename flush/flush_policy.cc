@@ -91,16 +91,38 @@ FlushPolicy::FlushPolicy(Policy policy, bool allow_unsafe, Machine machine)
       machine_(std::move(machine)),
       release_stamps_(machine_.frame_count) {}
 
-void FlushPolicy::Send(FlushRequest request, bool no_assist, bool forced) {
+const char* FlushReasonName(FlushReason reason) {
+  switch (reason) {
+    case FlushReason::kUnmap:
+      return "unmap";
+    case FlushReason::kRetype:
+      return "retype";
+    case FlushReason::kAllocate:
+      return "allocate";
+    case FlushReason::kExplicit:
+      return "explicit";
+  }
+  return "?";
+}
+
+const char* FlushBackendName(FlushBackendKind backend) {
+  return backend == FlushBackendKind::kIpi ? "ipi" : "assisted";
+}
+
+void FlushPolicy::Send(FlushRequest request, FlushReason reason, bool no_assist,
+                       bool forced) {
   if (request.targets.Empty()) return;
   if (no_assist) request.flags |= kFlushNoAssist;
+  const int r = static_cast<int>(reason);
   if (request.flags & kFlushNoAssist) {
     machine_.ipi->Flush(request);
-    ipi_flushes_.fetch_add(1, std::memory_order_relaxed);
-    if (forced) forced_ipis_.fetch_add(1, std::memory_order_relaxed);
+    requests_[static_cast<int>(FlushBackendKind::kIpi)][r].fetch_add(
+        1, std::memory_order_relaxed);
+    if (forced) forced_[r].fetch_add(1, std::memory_order_relaxed);
   } else {
     machine_.assisted->Flush(request);
-    assisted_flushes_.fetch_add(1, std::memory_order_relaxed);
+    requests_[static_cast<int>(FlushBackendKind::kAssisted)][r].fetch_add(
+        1, std::memory_order_relaxed);
   }
 }
 
@@ -109,15 +131,16 @@ void FlushPolicy::AfterUnmap(const Domain& domain, bool tables_leave) {
                              FlushScope::Domain(domain.id())};
   switch (PolicyFor(domain)) {
     case Policy::kIpi:
-      Send(request, /*no_assist=*/true, /*forced=*/false);
+      Send(request, FlushReason::kUnmap, /*no_assist=*/true, /*forced=*/false);
       break;
     case Policy::kAssistedForceIpi:
-      Send(request, /*no_assist=*/tables_leave, /*forced=*/tables_leave);
+      Send(request, FlushReason::kUnmap, /*no_assist=*/tables_leave,
+           /*forced=*/tables_leave);
       break;
     case Policy::kAssistedUnsafe:
     case Policy::kAssistedRcu:
       // rcu: existence comes from the DeferredRetirer's grace period.
-      Send(request, /*no_assist=*/false, /*forced=*/false);
+      Send(request, FlushReason::kUnmap, /*no_assist=*/false, /*forced=*/false);
       break;
   }
 }
@@ -135,16 +158,18 @@ void FlushPolicy::BeforeRetype(const Domain& domain,
                              FlushScope::Domain(domain.id())};
   switch (PolicyFor(domain)) {
     case Policy::kIpi:
-      Send(request, /*no_assist=*/true, /*forced=*/false);
+      Send(request, FlushReason::kRetype, /*no_assist=*/true, /*forced=*/false);
       break;
     case Policy::kAssistedForceIpi:
-      Send(request, /*no_assist=*/true, /*forced=*/true);
+      Send(request, FlushReason::kRetype, /*no_assist=*/true, /*forced=*/true);
       break;
     case Policy::kAssistedUnsafe:
-      Send(request, /*no_assist=*/false, /*forced=*/false);
+      Send(request, FlushReason::kRetype, /*no_assist=*/false,
+           /*forced=*/false);
       break;
     case Policy::kAssistedRcu:
-      Send(request, /*no_assist=*/false, /*forced=*/false);
+      Send(request, FlushReason::kRetype, /*no_assist=*/false,
+           /*forced=*/false);
       // A former writable page has no release stamp: wait for every older
       // walker (cookie 0).
       if (machine_.grace->CondSynchronize(
@@ -184,7 +209,8 @@ void FlushPolicy::AfterAllocate(const Domain& domain, uint32_t stamp) {
         no_assist ? p->quiescent_flush_time() : p->flush_time();
     if (machine_.clock->NeedFlush(record, stamp)) request.targets.Set(p->id());
   }
-  Send(request, no_assist, /*forced=*/policy == Policy::kAssistedForceIpi);
+  Send(request, FlushReason::kAllocate, no_assist,
+       /*forced=*/policy == Policy::kAssistedForceIpi);
   if (wrapped && machine_.clock->ResetPeriod()) {
     clock_periods_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -196,17 +222,27 @@ FlushPolicy::ExplicitFlushResult FlushPolicy::ExplicitFlush(
   ExplicitFlushResult result;
   result.pcpus_targeted = request.targets.Count();
   result.by_ipi = PolicyFor(domain) == Policy::kIpi;
-  Send(request, /*no_assist=*/result.by_ipi, /*forced=*/false);
+  Send(request, FlushReason::kExplicit, /*no_assist=*/result.by_ipi,
+       /*forced=*/false);
   return result;
 }
 
 FlushPolicyStats FlushPolicy::stats() const {
   FlushPolicyStats s;
-  s.ipi_flushes = ipi_flushes_.load(std::memory_order_relaxed);
-  s.assisted_flushes = assisted_flushes_.load(std::memory_order_relaxed);
-  s.forced_ipis = forced_ipis_.load(std::memory_order_relaxed);
-  s.retype_grace_periods = retype_grace_periods_.load(std::memory_order_relaxed);
-  s.retype_polls_elapsed = retype_polls_elapsed_.load(std::memory_order_relaxed);
+  for (int r = 0; r < kFlushReasonCount; ++r) {
+    for (int b = 0; b < kFlushBackendCount; ++b) {
+      s.requests[b][r] = requests_[b][r].load(std::memory_order_relaxed);
+    }
+    s.forced[r] = forced_[r].load(std::memory_order_relaxed);
+    s.ipi_flushes += s.requests[static_cast<int>(FlushBackendKind::kIpi)][r];
+    s.assisted_flushes +=
+        s.requests[static_cast<int>(FlushBackendKind::kAssisted)][r];
+    s.forced_ipis += s.forced[r];
+  }
+  s.retype_grace_periods =
+      retype_grace_periods_.load(std::memory_order_relaxed);
+  s.retype_polls_elapsed =
+      retype_polls_elapsed_.load(std::memory_order_relaxed);
   s.clock_periods = clock_periods_.load(std::memory_order_relaxed);
   return s;
 }

@@ -86,6 +86,7 @@ enum class Policy : uint8_t {
   kAssistedForceIpi = 2,
   kAssistedRcu = 3,
 };
+inline constexpr int kPolicyCount = 4;
 
 // "ipi", "assisted-unsafe", "assisted+force-ipi", "assisted+rcu".
 absl::StatusOr<Policy> ParsePolicy(absl::string_view name);
@@ -93,10 +94,29 @@ const char* PolicyName(Policy policy);
 // Whether frames must wait for a grace period before they are freed.
 inline bool UsesGracePeriods(Policy p) { return p == Policy::kAssistedRcu; }
 
+// Why a policy sent a flush request (a metrics label).
+enum class FlushReason : uint8_t {
+  kUnmap = 0,     // AfterUnmap: entries or base pointers went.
+  kRetype = 1,    // BeforeRetype: frames left a page-table or writable type.
+  kAllocate = 2,  // AfterAllocate: the filtered flush on allocation.
+  kExplicit = 3,  // ExplicitFlush: a client asked (the API's Flush).
+};
+inline constexpr int kFlushReasonCount = 4;
+// "unmap", "retype", "allocate", "explicit".
+const char* FlushReasonName(FlushReason reason);
+
+// The backend a request went to (a metrics label): "ipi" or "assisted".
+enum class FlushBackendKind : uint8_t { kIpi = 0, kAssisted = 1 };
+inline constexpr int kFlushBackendCount = 2;
+const char* FlushBackendName(FlushBackendKind backend);
+
 struct FlushPolicyStats {
   uint64_t ipi_flushes = 0;       // Requests served by the IPI backend.
   uint64_t assisted_flushes = 0;  // Requests served by the assisted backend.
   uint64_t forced_ipis = 0;       // IPI requests only force-ipi would send.
+  // The same requests by backend and reason, and forced IPIs by reason.
+  uint64_t requests[kFlushBackendCount][kFlushReasonCount] = {};
+  uint64_t forced[kFlushReasonCount] = {};
   uint64_t retype_grace_periods = 0;   // rcu retypes that had to wait.
   uint64_t retype_polls_elapsed = 0;   // rcu retypes whose GP had elapsed.
   uint64_t clock_periods = 0;          // TLB clock periods begun (wraps).
@@ -161,7 +181,8 @@ class FlushPolicy : public FlushHooks {
   // Sets kFlushNoAssist if `no_assist`, then sends a NO_ASSIST request to
   // the IPI batcher and any other to the assisted one. `forced`: an IPI only
   // force-ipi sends (counted apart).
-  void Send(FlushRequest request, bool no_assist, bool forced);
+  void Send(FlushRequest request, FlushReason reason, bool no_assist,
+            bool forced);
   // The newest release stamp among `tables`, or 0 if one was never released
   // (CondSynchronize then waits for every open section).
   uint64_t NewestStamp(absl::Span<const Mfn> tables) const;
@@ -170,8 +191,11 @@ class FlushPolicy : public FlushHooks {
   const bool allow_unsafe_;
   const Machine machine_;
   ReleaseStamps release_stamps_;
-  std::atomic<uint64_t> ipi_flushes_{0}, assisted_flushes_{0},
-      forced_ipis_{0}, retype_grace_periods_{0}, retype_polls_elapsed_{0},
+  // Per request, one relaxed add on a line shared by the host's updaters:
+  // a flush costs microseconds, so this is noise (walks count per pCPU).
+  std::atomic<uint64_t> requests_[kFlushBackendCount][kFlushReasonCount] = {};
+  std::atomic<uint64_t> forced_[kFlushReasonCount] = {};
+  std::atomic<uint64_t> retype_grace_periods_{0}, retype_polls_elapsed_{0},
       clock_periods_{0};
 };
 

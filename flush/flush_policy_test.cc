@@ -102,7 +102,20 @@ TEST_F(FlushPolicyTest, ForceIpiUsesIpiOnlyWhenTablesLeave) {
   p->AfterUnmap(domain_, /*tables_leave=*/true);
   p->BeforeRetype(domain_, {Mfn(5)}, {});
   EXPECT_EQ(ipi_->calls(), 2u);
-  EXPECT_EQ(p->stats().forced_ipis, 2u);
+  const FlushPolicyStats s = p->stats();
+  EXPECT_EQ(s.forced_ipis, 2u);
+  // By backend and reason.
+  constexpr int kIpi = static_cast<int>(FlushBackendKind::kIpi);
+  constexpr int kAssisted = static_cast<int>(FlushBackendKind::kAssisted);
+  constexpr int kUnmap = static_cast<int>(FlushReason::kUnmap);
+  constexpr int kRetype = static_cast<int>(FlushReason::kRetype);
+  EXPECT_EQ(s.requests[kAssisted][kUnmap], 1u);
+  EXPECT_EQ(s.requests[kIpi][kUnmap], 1u);
+  EXPECT_EQ(s.requests[kIpi][kRetype], 1u);
+  EXPECT_EQ(s.forced[kUnmap], 1u);
+  EXPECT_EQ(s.forced[kRetype], 1u);
+  EXPECT_EQ(s.ipi_flushes, 2u);
+  EXPECT_EQ(s.assisted_flushes, 1u);
 }
 
 TEST_F(FlushPolicyTest, RcuIsAssistedAndWaitsAGracePeriodOnRetype) {

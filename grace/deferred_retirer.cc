@@ -169,6 +169,19 @@ uint64_t DeferredRetirer::PendingFramesOf(DomainId domain) const {
   return n;
 }
 
+absl::flat_hash_map<DomainId, uint64_t>
+DeferredRetirer::PendingFramesByDomain() const {
+  MutexLock lock(&mu_);
+  absl::flat_hash_map<DomainId, uint64_t> n;
+  for (const auto& [domain, queue] : queues_) {
+    if (!queue.empty()) n[domain] += queue.size();
+  }
+  for (const auto& [id, batch] : in_flight_) {
+    if (!batch.frames.empty()) n[batch.domain] += batch.frames.size();
+  }
+  return n;
+}
+
 void DeferredRetirer::ForEachPending(absl::FunctionRef<void(Mfn)> fn,
                                      absl::FunctionRef<void()> then) const {
   MutexLock lock(&mu_);

@@ -69,6 +69,9 @@ class DeferredRetirer final : public FrameRetirer {
   uint64_t pending_frames() const override;
   // The frames of `domain` still waiting (queued or in flight).
   uint64_t PendingFramesOf(DomainId domain) const;
+  // Every domain's pending frames (domains with none are absent), under
+  // one lock acquisition: for a scrape over many domains.
+  absl::flat_hash_map<DomainId, uint64_t> PendingFramesByDomain() const;
   void ForEachPending(absl::FunctionRef<void(Mfn)> fn,
                       absl::FunctionRef<void()> then) const override;
 

@@ -78,24 +78,7 @@ std::vector<GracePeriods::OpenSection> GracePeriods::OpenSectionsOf(
   return open;
 }
 
-void GracePeriods::Record(uint64_t ns) {
-  int b = 0;
-  while (b + 1 < kBuckets && (uint64_t{1} << (b + 1)) <= ns) ++b;
-  latency_log2_[b].fetch_add(1, std::memory_order_relaxed);
-}
-
-uint64_t GracePeriods::LatencyQuantileNs(double q) const {
-  uint64_t total = 0;
-  for (const auto& b : latency_log2_) total += b.load(std::memory_order_relaxed);
-  if (total == 0) return 0;
-  const uint64_t rank = static_cast<uint64_t>(q * static_cast<double>(total));
-  uint64_t seen = 0;
-  for (int b = 0; b < kBuckets; ++b) {
-    seen += latency_log2_[b].load(std::memory_order_relaxed);
-    if (seen >= rank && seen > 0) return uint64_t{1} << (b + 1);
-  }
-  return uint64_t{1} << kBuckets;
-}
+void GracePeriods::Record(uint64_t ns) { latency_ns_.Record(ns); }
 
 int GracePeriods::Synchronize(DomainId domain) {
   return WaitOut(OpenSectionsOf(domain), std::chrono::steady_clock::now());

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/log2_histogram.h"
 #include "cpu/cpu_mask.h"
 #include "cpu/pcpu.h"
 #include "mm/types.h"
@@ -77,7 +78,11 @@ class GracePeriods {
   }
   // Latency quantile (0 < q <= 1) of completed grace periods, in ns, from a
   // log2 histogram (so within a factor of 2); 0 if none completed.
-  uint64_t LatencyQuantileNs(double q) const;
+  uint64_t LatencyQuantileNs(double q) const {
+    return latency_ns_.Read().Quantile(q);
+  }
+  // Every completed grace period's latency, in ns.
+  Log2Histogram::Snapshot Latencies() const { return latency_ns_.Read(); }
 
  private:
   struct OpenSection {
@@ -100,8 +105,7 @@ class GracePeriods {
   std::atomic<uint64_t> completed_{0}, expedited_{0}, polls_elapsed_{0};
   std::atomic<int> waiting_{0};
   const std::unique_ptr<std::atomic<int>[]> waited_on_;  // Per pCPU.
-  static constexpr int kBuckets = 48;
-  std::atomic<uint64_t> latency_log2_[kBuckets] = {};
+  Log2Histogram latency_ns_;
 };
 
 }  // namespace hvmm

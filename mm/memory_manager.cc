@@ -88,6 +88,10 @@ void MemoryManager::CommitLocked(Domain& domain, TypeTransaction& txn,
   }
   // 5. Publish the new entries.
   txn.PublishAdditions();
+  for (const auto& [mfn, before] : txn.type_changes()) {
+    const PageType after = table_->info(mfn).type;
+    if (after != before) type_changes_.Add(TypeChangeIndex(before, after));
+  }
   // 6. Retire.
   if (leaving.empty()) return;
   for (Mfn mfn : leaving) domain.ReleaseFrameLocked(*table_, mfn);

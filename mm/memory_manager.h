@@ -36,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/mutex.h"
+#include "base/sharded_counter.h"
 #include "absl/types/span.h"
 #include "flush/tlb_clock.h"
 #include "mm/address_space.h"
@@ -179,6 +180,13 @@ class MemoryManager {
   // Counts the frames every domain owns, by type: one domain at a time,
   // each under its lock (so not one instant across domains).
   FrameCensus CountOwnedFrames() const;
+  // Frames that changed type from `from` to `to` in committed changes, net
+  // per change (a frame that leaves a type and takes it back in one batch
+  // does not count). Freeing a frame resets its type without counting.
+  // Counted per thread shard: free on the commit path, summed here.
+  uint64_t TypeChanges(PageType from, PageType to) const {
+    return type_changes_.Sum(TypeChangeIndex(from, to));
+  }
 
   // Checks every invariant of docs/INVARIANTS.md over a consistent snapshot
   // (takes every lock). kInternal with the first violations found.
@@ -248,6 +256,11 @@ class MemoryManager {
 
   const std::unique_ptr<FrameTable> table_;
   TlbClock clock_;
+  static size_t TypeChangeIndex(PageType from, PageType to) {
+    return static_cast<size_t>(from) * kPageTypeCount +
+           static_cast<size_t>(to);
+  }
+  ShardedCounters<kPageTypeCount * kPageTypeCount> type_changes_;
   FrameAllocator allocator_;
   ImmediateRetirer immediate_retirer_;
   FrameRetirer* retirer_;

@@ -154,6 +154,12 @@ class TypeTransaction {
   // tables now (net): no walker may still hold a writable translation of
   // them once PublishAdditions() runs.
   absl::Span<const Mfn> former_writable() const { return left_writable_; }
+  // After PublishRemovals(): each frame whose type changed in this
+  // transaction, with its type before it (its type now is the frame's);
+  // may include frames whose type came back (no net change).
+  absl::Span<const std::pair<Mfn, PageType>> type_changes() const {
+    return type_changes_;
+  }
 
  private:
   struct Snapshot {

@@ -87,6 +87,7 @@ enum class PageType : uint8_t {
   kL4 = 4,
   kWritable = 5,
 };
+inline constexpr int kPageTypeCount = 6;
 
 constexpr bool IsPageTableType(PageType t) {
   return t >= PageType::kL1 && t <= PageType::kL4;

@@ -80,6 +80,17 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(
     }
   }
 
+  std::optional<ListenAddress> metrics;
+  if (options.metrics_listen != "none") {
+    absl::StatusOr<ListenAddress> m =
+        ParseListenAddress(absl::StrCat("tcp:", options.metrics_listen));
+    if (!m.ok()) {
+      return MalformedArgumentError(
+          absl::StrCat("metrics address: ", m.status().message()));
+    }
+    metrics = *m;
+  }
+
   absl::StatusOr<std::unique_ptr<Host>> host = Host::Create(options.host);
   if (!host.ok()) return host.status();
   d->host_ = *std::move(host);
@@ -103,6 +114,29 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(
   d->service_ = std::make_unique<MemoryManagerService>(d->state_.get(), false);
   d->read_only_service_ =
       std::make_unique<MemoryManagerService>(d->state_.get(), true);
+
+  d->registry_ = std::make_shared<prometheus::Registry>();
+  d->rpc_metrics_ = std::make_unique<RpcMetrics>(*d->registry_);
+  d->host_metrics_ =
+      std::make_shared<HostMetrics>(HostMetrics::ForHost(d->host_.get()));
+  if (metrics) {
+    // civetweb takes "HOST:PORT", "[v6]:PORT" as GrpcUri() writes them.
+    try {
+      d->exposer_ = std::make_unique<prometheus::Exposer>(metrics->GrpcUri());
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot serve metrics on ", metrics->GrpcUri(), ": ", e.what()));
+    }
+    const std::vector<int> ports = d->exposer_->GetListeningPorts();
+    if (ports.empty()) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve metrics on ", metrics->GrpcUri()));
+    }
+    metrics->port = ports[0];
+    d->metrics_address_ = metrics->GrpcUri();
+    d->exposer_->RegisterCollectable(d->registry_);
+    d->exposer_->RegisterCollectable(d->host_metrics_);
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -159,6 +193,11 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> Daemon::Serve(
   builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(rpc_metrics_->InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   umask.reset();
   if (server == nullptr || port == 0) {
@@ -222,6 +261,7 @@ absl::Status Daemon::Shutdown() {
     for (grpc::Server* s : {server_.get(), read_only_server_.get()}) {
       if (s != nullptr) s->Shutdown();
     }
+    exposer_.reset();
     if (host_ != nullptr) shutdown_status_ = host_->Shutdown();
     locks_.clear();
     return shutdown_status_;
@@ -248,6 +288,8 @@ absl::Status Daemon::Shutdown() {
   if (sampler_.joinable()) sampler_.join();
   // 3 and 4.
   shutdown_status_ = host_->Shutdown();
+  // 5.
+  exposer_.reset();
   locks_.clear();
   return shutdown_status_;
 }

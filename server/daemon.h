@@ -1,6 +1,7 @@
 // Daemon: one running hvmmd. Builds the Host, the event log and the
 // services, and serves them on the read-write and read-only addresses, each
-// with grpc.health.v1 (per-service status) and server reflection.
+// with grpc.health.v1 (per-service status) and server reflection; serves
+// Prometheus metrics (HostMetrics, RpcMetrics) on the metrics address.
 //
 // Shutdown(), the sequence DESIGN §7 and docs/API.md describe:
 //   1. health reports NOT_SERVING and new calls get UNAVAILABLE (DRAINING);
@@ -9,7 +10,8 @@
 //      listeners close and gRPC cancels what is left (calls it had accepted
 //      but not yet handed to a handler end CANCELLED);
 //   3. workloads stop and deferred frees drain (Host::Shutdown);
-//   4. the audit runs: its status is Shutdown()'s.
+//   4. the audit runs: its status is Shutdown()'s;
+//   5. /metrics stops (it answered until here).
 //
 // Thread-safety: Start() and Shutdown() from the controlling thread;
 // accessors from any thread.
@@ -27,8 +29,12 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "server/event_log.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
 #include "server/host.h"
+#include "server/host_metrics.h"
 #include "server/listen.h"
+#include "server/rpc_metrics.h"
 #include "server/service.h"
 
 namespace hvmm {
@@ -50,6 +56,9 @@ struct DaemonOptions {
   int max_message_bytes = 16 << 20;
   // How often flush and grace-period activity is summarised as events.
   absl::Duration sample_interval = absl::Seconds(1);
+  // Prometheus /metrics over HTTP: "HOST:PORT" ("[v6]:PORT"); port 0 picks
+  // a free port (metrics_address() tells which); "none" serves none.
+  std::string metrics_listen = "127.0.0.1:9464";
 };
 
 class Daemon {
@@ -65,6 +74,8 @@ class Daemon {
   // As clients dial them: "unix:/PATH", or "HOST:PORT" with the port bound.
   const std::string& address() const { return address_; }
   const std::string& read_only_address() const { return read_only_address_; }
+  // "HOST:PORT" of /metrics with the port bound; "" if none is served.
+  const std::string& metrics_address() const { return metrics_address_; }
   Host& host() { return *host_; }
   EventLog& events() { return *events_; }
   ServiceState& state() { return *state_; }
@@ -87,7 +98,13 @@ class Daemon {
   std::unique_ptr<MemoryManagerService> service_, read_only_service_;
   std::vector<std::unique_ptr<SocketLock>> locks_;
   std::unique_ptr<grpc::Server> server_, read_only_server_;
-  std::string address_, read_only_address_;
+  std::string address_, read_only_address_, metrics_address_;
+  // Metrics: the registry (RPC families) and the host's collector, served
+  // by the exposer; declared after host_, so destroyed before it.
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<RpcMetrics> rpc_metrics_;
+  std::shared_ptr<HostMetrics> host_metrics_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
   absl::Notification stop_sampling_;
   std::thread sampler_;
   bool started_ = false;  // Start() completed.

@@ -137,7 +137,10 @@ void Host::NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame) {
     (kind == ViolationKind::kExistence ? c->existence : c->coherence)
         .fetch_add(1, std::memory_order_relaxed);
   }
-  if (listener_) listener_(kind, domain.id(), frame, PolicyOf(domain));
+  const Policy policy = PolicyOf(domain);
+  violations_[static_cast<int>(kind)][static_cast<int>(policy)].fetch_add(
+      1, std::memory_order_relaxed);
+  if (listener_) listener_(kind, domain.id(), frame, policy);
 }
 
 std::shared_ptr<Host::DomainCounters> Host::CountersOf(DomainId domain) const {
@@ -319,11 +322,17 @@ HostStats Host::Stats() const {
   s.grace_periods = grace.completed();
   s.grace_latency_p50_ns = grace.LatencyQuantileNs(0.5);
   s.grace_latency_p99_ns = grace.LatencyQuantileNs(0.99);
-  for (const auto& g : guests_) s.guests.Add(g->stats());
-  s.translations = translations_.load(std::memory_order_relaxed);
+  s.guests = GuestStats();
+  s.translations = translations();
   s.existence_violations = s.guests.existence_violations +
                            translate_violations_.load(std::memory_order_relaxed);
   s.coherence_violations = s.guests.coherence_violations;
+  return s;
+}
+
+GuestCpuStats Host::GuestStats() const {
+  GuestCpuStats s;
+  for (const auto& g : guests_) s.Add(g->stats());
   return s;
 }
 

@@ -46,6 +46,9 @@ ABSL_FLAG(int, event_history, 4096, "events kept for WatchEvents resumes");
 ABSL_FLAG(int, bookmark_seconds, 10,
           "an idle WatchEvents stream gets a bookmark this often");
 ABSL_FLAG(uint64_t, hypercall_ns, 2000, "simulated assisted-flush latency");
+ABSL_FLAG(std::string, metrics_addr, "127.0.0.1:9464",
+          "Prometheus /metrics on HOST:PORT (port 0: a free port, logged); "
+          "'none' serves no metrics");
 
 namespace {
 
@@ -124,6 +127,7 @@ int main(int argc, char** argv) {
       absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
   options.event_history = static_cast<size_t>(absl::GetFlag(FLAGS_event_history));
   options.bookmark_interval = absl::Seconds(absl::GetFlag(FLAGS_bookmark_seconds));
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_addr);
 
   absl::StatusOr<std::unique_ptr<hvmm::Daemon>> daemon =
       hvmm::Daemon::Start(options);
@@ -136,6 +140,9 @@ int main(int argc, char** argv) {
   spdlog::info("serving hvmm.v1 on {}", (*daemon)->address());
   if (!(*daemon)->read_only_address().empty()) {
     spdlog::info("read-only on {}", (*daemon)->read_only_address());
+  }
+  if (!(*daemon)->metrics_address().empty()) {
+    spdlog::info("metrics on http://{}/metrics", (*daemon)->metrics_address());
   }
   spdlog::info("{} frames, {} pCPUs, default policy {}{}", options.host.frames,
                options.host.pcpus, hvmm::PolicyName(options.host.policy),

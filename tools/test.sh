@@ -20,7 +20,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-SANITIZER_TARGETS=(//mm/... //flush/... //cpu/... //grace/... //guest/... //tests/safety/... //tests/torture/... //server:host_test)
+SANITIZER_TARGETS=(//base/... //mm/... //flush/... //cpu/... //grace/... //guest/... //tests/safety/... //tests/torture/... //server:host_test //server:host_metrics_test)
 ASAN_ONLY_TARGETS=(//server/... //tests/integration/...)
 
 bash tools/install_deps.sh || { echo "0 passed, 1 failed"; exit 1; }

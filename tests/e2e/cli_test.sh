@@ -35,7 +35,7 @@ wait_serving() {
   return 1
 }
 
-"$HVMMD" --listen="unix:$sock" --pcpus=2 --frames=16384 \
+"$HVMMD" --metrics-addr=127.0.0.1:0 --listen="unix:$sock" --pcpus=2 --frames=16384 \
   --bookmark-seconds=1 >"$dir/hvmmd.log" 2>&1 &
 daemon_pid=$!
 wait_serving || { cat "$dir/hvmmd.log"; fail "the daemon did not come up"; exit 1; }
@@ -44,7 +44,7 @@ wait_serving || { cat "$dir/hvmmd.log"; fail "the daemon did not come up"; exit 
 [ "$(stat -c %a "$sock")" = 600 ] || fail "socket mode $(stat -c %a "$sock")"
 [ "$(stat -c %a "$(dirname "$sock")")" = 700 ] || fail "directory mode"
 [ "$(stat -c %a "${sock%.sock}-ro.sock")" = 600 ] || fail "read-only socket mode"
-"$HVMMD" --listen="unix:$sock" --pcpus=1 --frames=64 >"$dir/second.log" 2>&1
+"$HVMMD" --metrics-addr=127.0.0.1:0 --listen="unix:$sock" --pcpus=1 --frames=64 >"$dir/second.log" 2>&1
 rc=$?
 [ "$rc" -eq 2 ] || fail "second daemon exited $rc, want 2"
 grep -q "SOCKET_IN_USE" "$dir/second.log" || fail "second daemon: $(cat "$dir/second.log")"
@@ -126,7 +126,7 @@ wait "$watch_pid"; rc=$?
 
 # A stale socket whose lock is free is replaced.
 [ -e "$sock" ] || : >"$sock"
-"$HVMMD" --listen="unix:$sock" --pcpus=1 --frames=64 >"$dir/third.log" 2>&1 &
+"$HVMMD" --metrics-addr=127.0.0.1:0 --listen="unix:$sock" --pcpus=1 --frames=64 >"$dir/third.log" 2>&1 &
 daemon_pid=$!
 wait_serving || fail "a stale socket blocked the next daemon: $(cat "$dir/third.log")"
 kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=""

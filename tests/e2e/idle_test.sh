@@ -12,7 +12,7 @@ pids=()
 trap 'kill -KILL "${pids[@]}" 2>/dev/null; rm -rf "$dir"' EXIT
 SECONDS_IDLE=${HVMM_IDLE_SECONDS:-5}
 
-"$HVMMD" --listen="unix:$sock" --pcpus=8 --frames=65536 >"$dir/log" 2>&1 &
+"$HVMMD" --metrics-addr=127.0.0.1:0 --listen="unix:$sock" --pcpus=8 --frames=65536 >"$dir/log" 2>&1 &
 daemon=$!
 pids+=("$daemon")
 for _ in $(seq 1 600); do [ -S "$sock" ] && break; sleep 0.05; done

@@ -10,7 +10,7 @@ sock="$dir/hvmm.sock"
 daemon_pid=""
 trap '[ -n "$daemon_pid" ] && kill -KILL "$daemon_pid" 2>/dev/null; rm -rf "$dir"' EXIT
 
-"$HVMMD" --listen="unix:$sock" --pcpus=2 --frames=16384 \
+"$HVMMD" --metrics-addr=127.0.0.1:0 --listen="unix:$sock" --pcpus=2 --frames=16384 \
   --bookmark-seconds=1 >"$dir/hvmmd.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 1 600); do [ -S "$sock" ] && break; sleep 0.05; done

@@ -16,7 +16,7 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # start ARGS...: starts hvmmd; sets daemon_pid and addr (as it logged it).
 start() {
-  "$HVMMD" --pcpus=1 --frames=256 "$@" >"$dir/log" 2>&1 &
+  "$HVMMD" --metrics-addr=127.0.0.1:0 --pcpus=1 --frames=256 "$@" >"$dir/log" 2>&1 &
   daemon_pid=$!
   addr=""
   for _ in $(seq 1 600); do
@@ -44,7 +44,7 @@ $check --addr "$addr" --reflection || fail "tcp loopback checks"
 stop
 
 # Off loopback, plaintext is refused at start-up.
-"$HVMMD" --listen=tcp:0.0.0.0:0 --pcpus=1 --frames=256 >"$dir/refused" 2>&1
+"$HVMMD" --metrics-addr=127.0.0.1:0 --listen=tcp:0.0.0.0:0 --pcpus=1 --frames=256 >"$dir/refused" 2>&1
 rc=$?
 [ "$rc" -eq 2 ] || fail "plaintext off loopback exited $rc, want 2"
 grep -q "needs TLS" "$dir/refused" || fail "refusal says: $(cat "$dir/refused")"

@@ -1018,6 +1018,7 @@ TEST(DaemonStartTest, RefusesBadConfigurationsCleanly) {
   DaemonOptions o;
   o.host.frames = 256;
   o.host.pcpus = 1;
+  o.metrics_listen = "127.0.0.1:0";
   o.listen = "tcp:0.0.0.0:0";
   absl::StatusOr<std::unique_ptr<Daemon>> d = Daemon::Start(o);
   EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
@@ -1049,6 +1050,25 @@ TEST(DaemonStartTest, RefusesBadConfigurationsCleanly) {
   EXPECT_TRUE(Call(first.stub(), &Stub::GetStats, v1::GetStatsRequest(),
                    &stats)
                   .ok());
+
+  // Metrics: a malformed address, and a port another daemon serves.
+  TestDaemon other;
+  o.listen = "unix:" + other.dir() + "/second.sock";
+  o.metrics_listen = "localhost";
+  EXPECT_EQ(ErrorReason(Daemon::Start(o).status()), "MALFORMED_ARGUMENT");
+  o.metrics_listen = "127.0.0.1:99999";
+  EXPECT_EQ(ErrorReason(Daemon::Start(o).status()), "MALFORMED_ARGUMENT");
+  ASSERT_FALSE(first.daemon().metrics_address().empty());
+  o.metrics_listen = first.daemon().metrics_address();
+  absl::StatusOr<std::unique_ptr<Daemon>> taken = Daemon::Start(o);
+  EXPECT_EQ(taken.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(taken.status().message().find("cannot serve metrics on"),
+            std::string::npos)
+      << taken.status();
+  o.metrics_listen = "none";
+  absl::StatusOr<std::unique_ptr<Daemon>> without = Daemon::Start(o);
+  ASSERT_TRUE(without.ok()) << without.status();
+  EXPECT_EQ((*without)->metrics_address(), "");
 }
 
 }  // namespace

@@ -71,6 +71,10 @@ class TestDaemon {
     if (options.host.frames == uint64_t{1} << 18) options.host.frames = 8192;
     if (options.host.pcpus == 4) options.host.pcpus = 2;
     options.shutdown_grace = absl::Seconds(5);
+    // Tests run in parallel: never the fixed default metrics port.
+    if (options.metrics_listen == DaemonOptions().metrics_listen) {
+      options.metrics_listen = "127.0.0.1:0";
+    }
     absl::StatusOr<std::unique_ptr<Daemon>> d = Daemon::Start(options);
     if (!d.ok()) {
       ADD_FAILURE() << "Daemon::Start: " << d.status();

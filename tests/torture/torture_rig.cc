@@ -63,9 +63,11 @@ absl::StatusOr<std::unique_ptr<TortureRig>> TortureRig::Create(
       guest.walk_hooks = {&SpinHook, &rig->walk_delay_ns_};
     }
     guest.release_stamps = &rig->engine_->policy().release_stamps();
-    guest.on_violation = [raw](ViolationKind, const Domain& domain, Mfn) {
+    guest.on_violation = [raw](ViolationKind kind, const Domain& domain,
+                               Mfn) {
       const Policy p = raw->engine_->policy().PolicyFor(domain);
-      raw->violations_by_policy_[static_cast<int>(p)].fetch_add(1);
+      raw->violations_[static_cast<int>(kind)][static_cast<int>(p)].fetch_add(
+          1, std::memory_order_relaxed);
     };
     rig->guests_.push_back(std::make_unique<GuestCpu>(
         &rig->mm_->frame_table(), &rig->run_queue_, std::move(guest)));
@@ -441,6 +443,12 @@ absl::Status TortureRig::Finish() {
   return status;
 }
 
+GuestCpuStats TortureRig::LiveGuestStats() const {
+  GuestCpuStats s;
+  for (const auto& g : guests_) s.Add(g->stats());
+  return s;
+}
+
 uint64_t TortureRig::LiveViolations() const {
   uint64_t n = 0;
   for (const auto& g : guests_) {
@@ -483,7 +491,8 @@ std::string TortureRig::ViolationsByPolicy() const {
   std::string out;
   for (Policy p : used) {
     absl::StrAppend(&out, out.empty() ? "" : "  ", PolicyName(p), " ",
-                    violations_by_policy_[static_cast<int>(p)].load());
+                    Violations(ViolationKind::kExistence, p) +
+                        Violations(ViolationKind::kCoherence, p));
   }
   return out;
 }

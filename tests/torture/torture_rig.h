@@ -131,6 +131,13 @@ class TortureRig {
   const GuestCpuStats& guest_totals() const { return guest_totals_; }
   // Violations the oracle has counted so far. Before Finish(); any thread.
   uint64_t LiveViolations() const;
+  // The guests' counters summed now. Before Finish(); any thread.
+  GuestCpuStats LiveGuestStats() const;
+  // Violations of `kind` in domains that ran `policy`; any thread.
+  uint64_t Violations(ViolationKind kind, Policy policy) const {
+    return violations_[static_cast<int>(kind)][static_cast<int>(policy)]
+        .load(std::memory_order_relaxed);
+  }
   // Frames neither free nor pending in a retirer (must be 0 after Finish).
   uint64_t LeakedFrames();
   // "P" or "P (domains: A,B,...)".
@@ -182,7 +189,8 @@ class TortureRig {
   std::atomic<int> slot_generation_{0};
   UpdaterStats stats_;
   GuestCpuStats guest_totals_;
-  std::atomic<uint64_t> violations_by_policy_[4] = {};  // By Policy value.
+  // By ViolationKind and Policy value.
+  std::atomic<uint64_t> violations_[2][kPolicyCount] = {};
   bool finished_ = false;
   Mutex policies_mu_;
   // Every domain ever created, with its policy (for violation reports).
