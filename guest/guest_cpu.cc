@@ -4,9 +4,22 @@
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "flush/flush_backends.h"
 #include "mm/walker.h"
 
 namespace hvmm {
+
+namespace {
+void SpinHook(void* arg, WalkPoint point, Level level) {
+  if (point == WalkPoint::kTableReached) {
+    SpinFor(*static_cast<const uint64_t*>(arg));
+  }
+}
+}  // namespace
+
+WalkHooks SpinAtTableReached(const uint64_t* ns) {
+  return {&SpinHook, const_cast<uint64_t*>(ns)};
+}
 namespace {
 
 void Bump(std::atomic<uint64_t>& counter) {

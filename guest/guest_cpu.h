@@ -141,6 +141,13 @@ class VcpuRunQueue {
 
 enum class ViolationKind : uint8_t { kExistence, kCoherence };
 
+// The walk failpoint of the torture and the demo: a walker that holds a
+// pointer to a table, its generation recorded, spins `*ns` nanoseconds
+// before reading it (the seed bug's window, and only it). A slow guest
+// walker, so that a run of seconds shows what years of real walks would.
+// `ns` must outlive every walk.
+WalkHooks SpinAtTableReached(const uint64_t* ns);
+
 // rcutorture's RCU_TORTURE_PIPE_LEN.
 inline constexpr int kPipeLen = 11;
 

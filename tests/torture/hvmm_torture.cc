@@ -4,7 +4,7 @@
 //
 // pCPUs run guest vCPUs (TLB uses and lockless walks, with the oracle's
 // generation checks) while updater threads churn the domains (see
-// torture_rig.h): map and unmap ranges (tables are unhooked and retired),
+// guest/churn.h): map and unmap ranges (tables are unhooked and retired),
 // retype former tables to writable, allocate and release frames, destroy
 // and recreate domains. At the end every domain is destroyed and the pool
 // must be whole.
