@@ -34,6 +34,22 @@ TEST(Log2HistogramTest, CountSumAndQuantiles) {
   EXPECT_EQ(s.Quantile(1.0), 8192u);
 }
 
+TEST(Log2HistogramTest, IntervalsAndMerges) {
+  Log2Histogram h;
+  h.Record(100);
+  const Log2Histogram::Snapshot before = h.Read();
+  h.Record(5000);
+  h.Record(6000);
+  Log2Histogram::Snapshot interval = h.Read().Minus(before);
+  EXPECT_EQ(interval.count, 2u);
+  EXPECT_EQ(interval.sum, 11000u);
+  EXPECT_EQ(interval.buckets[6], 0u);
+  EXPECT_EQ(interval.buckets[12], 2u);
+  interval.Add(before);
+  EXPECT_EQ(interval.count, 3u);
+  EXPECT_EQ(interval.Quantile(0.3), 128u);
+}
+
 TEST(ShardedCountersTest, SumsEveryThreadsAdds) {
   ShardedCounters<3> c;
   constexpr int kThreads = 24;  // More than kShards: shards are shared.

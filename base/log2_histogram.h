@@ -31,6 +31,24 @@ class Log2Histogram {
     uint64_t count = 0;                        // Sum of buckets.
     uint64_t sum = 0;                          // Sum of the recorded values.
 
+    // What was recorded between `earlier` (a Read() of the same histogram)
+    // and this one.
+    Snapshot Minus(const Snapshot& earlier) const {
+      Snapshot d;
+      for (int b = 0; b < kBuckets; ++b) {
+        d.buckets[b] = buckets[b] - earlier.buckets[b];
+      }
+      d.count = count - earlier.count;
+      d.sum = sum - earlier.sum;
+      return d;
+    }
+    // Merges another histogram's snapshot into this one.
+    void Add(const Snapshot& other) {
+      for (int b = 0; b < kBuckets; ++b) buckets[b] += other.buckets[b];
+      count += other.count;
+      sum += other.sum;
+    }
+
     // The smallest power of two that at least a fraction q (0 < q <= 1) of
     // the values lie below, i.e. the upper edge of the bucket holding the
     // q-quantile; 0 if empty.

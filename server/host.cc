@@ -65,6 +65,9 @@ absl::StatusOr<std::unique_ptr<Host>> Host::Create(const HostOptions& options) {
   Host* raw = host.get();
   for (int i = 0; i < options.pcpus; ++i) {
     GuestCpu::Options guest;
+    if (options.walk_delay_ns != 0) {
+      guest.walk_hooks = SpinAtTableReached(&host->options_.walk_delay_ns);
+    }
     guest.release_stamps = &host->engine_->policy().release_stamps();
     guest.on_violation = [raw](ViolationKind kind, const Domain& domain,
                                Mfn frame) {

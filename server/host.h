@@ -55,6 +55,10 @@ struct HostOptions {
   Policy policy = Policy::kAssistedRcu;  // The default for new domains.
   bool allow_unsafe = false;
   uint64_t hypercall_ns = 2000;  // Assisted flush latency.
+  // A guest walker that reached a table spins this long before reading it
+  // (guest/guest_cpu.h SpinAtTableReached): slow walkers, so that seconds
+  // of a demo show the window the assisted flush leaves. 0: none.
+  uint64_t walk_delay_ns = 0;
 };
 
 // A Translate answer, from the pCPU that walked.

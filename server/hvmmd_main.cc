@@ -6,10 +6,16 @@
 // shutdown; the exit code is 0 if the final audit passed, 1 otherwise,
 // and 2 for a start-up error (Abseil's flag parser itself exits 1 on a
 // malformed flag, before hvmmd runs).
+//
+// --demo runs the built-in demo (server/demo.h) on the daemon, live on its
+// sockets and metrics, then shuts down: exit 0, 1 if a safe policy broke a
+// promise (or the final audit failed), 2 if it could not run.
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdio>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -20,6 +26,7 @@
 #include "flush/flush_policy.h"
 #include "mm/mm_errors.h"
 #include "server/daemon.h"
+#include "server/demo.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(uint64_t, frames, uint64_t{1} << 18,
@@ -46,6 +53,17 @@ ABSL_FLAG(int, event_history, 4096, "events kept for WatchEvents resumes");
 ABSL_FLAG(int, bookmark_seconds, 10,
           "an idle WatchEvents stream gets a bookmark this often");
 ABSL_FLAG(uint64_t, hypercall_ns, 2000, "simulated assisted-flush latency");
+ABSL_FLAG(bool, demo, false,
+          "run the built-in demo: the same churn under each flush policy in "
+          "turn, a line a second, then a comparison table; exits 0, or 1 if "
+          "a safe policy broke a promise");
+ABSL_FLAG(int, demo_seconds, 7, "demo: seconds per policy (1..600)");
+ABSL_FLAG(std::string, demo_policy, "",
+          "demo: run only this policy (default: ipi, assisted+force-ipi, "
+          "assisted+rcu, assisted-unsafe)");
+ABSL_FLAG(uint64_t, demo_walk_delay_ns, 2000,
+          "demo: a guest walker spins this long at each table it reaches, "
+          "so that seconds show the window an assisted flush leaves");
 ABSL_FLAG(std::string, metrics_addr, "127.0.0.1:9464",
           "Prometheus /metrics on HOST:PORT (port 0: a free port, logged); "
           "'none' serves no metrics");
@@ -70,6 +88,44 @@ std::vector<char*> NormalizeFlagNames(int argc, char** argv,
     out.push_back(storage->back().data());
   }
   return out;
+}
+
+// Runs the demo on the daemon's Host while a thread waits for SIGINT or
+// SIGTERM to cut it short. Returns hvmmd's exit code: 0, or 1 if a safe
+// policy broke a promise, or 2 if the demo could not run.
+int RunDemo(hvmm::Daemon& daemon, const hvmm::DemoOptions& options,
+            const sigset_t& signals) {
+  std::atomic<bool> stop{false};
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    const timespec tick = {0, 200 * 1000 * 1000};
+    while (!done.load()) {
+      if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+        spdlog::info("interrupted: ending the demo");
+        stop.store(true);
+        return;
+      }
+    }
+  });
+  spdlog::info("demo: each policy runs {} s; hvmmctl --addr {} and curl "
+               "http://{}/metrics work meanwhile; Ctrl-C ends it",
+               absl::ToInt64Seconds(options.per_policy), daemon.address(),
+               daemon.metrics_address().empty() ? "(metrics off)"
+                                                : daemon.metrics_address());
+  hvmm::Demo demo(&daemon.host(), options);
+  absl::StatusOr<std::vector<hvmm::DemoRow>> rows = demo.Run(stop);
+  done.store(true);
+  waiter.join();
+  if (!rows.ok()) {
+    spdlog::error("demo: {}", std::string(rows.status().message()));
+    return 2;
+  }
+  hvmm::Demo::PrintSummary(stdout, *rows);
+  if (!hvmm::Demo::SafePoliciesKeptPromises(*rows)) {
+    spdlog::error("demo: a safe policy broke a promise");
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -129,6 +185,35 @@ int main(int argc, char** argv) {
   options.bookmark_interval = absl::Seconds(absl::GetFlag(FLAGS_bookmark_seconds));
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_addr);
 
+  hvmm::DemoOptions demo;
+  const bool demo_mode = absl::GetFlag(FLAGS_demo);
+  if (demo_mode) {
+    const int seconds = absl::GetFlag(FLAGS_demo_seconds);
+    if (seconds < 1 || seconds > 600) {
+      spdlog::error("--demo-seconds must be in [1, 600]");
+      return 2;
+    }
+    demo.per_policy = absl::Seconds(seconds);
+    if (!absl::GetFlag(FLAGS_demo_policy).empty()) {
+      absl::StatusOr<hvmm::Policy> only =
+          hvmm::ParsePolicy(absl::GetFlag(FLAGS_demo_policy));
+      if (!only.ok()) {
+        spdlog::error("--demo-policy: {}", std::string(only.status().message()));
+        return 2;
+      }
+      demo.policies = {*only};
+    }
+    // The demo reproduces the bug on its own domains: it allows
+    // assisted-unsafe (the default policy stays as given).
+    for (hvmm::Policy p : demo.policies) {
+      if (p == hvmm::Policy::kAssistedUnsafe) options.host.allow_unsafe = true;
+    }
+    options.host.walk_delay_ns = absl::GetFlag(FLAGS_demo_walk_delay_ns);
+  } else if (!absl::GetFlag(FLAGS_demo_policy).empty()) {
+    spdlog::error("--demo-policy needs --demo");
+    return 2;
+  }
+
   absl::StatusOr<std::unique_ptr<hvmm::Daemon>> daemon =
       hvmm::Daemon::Start(options);
   if (!daemon.ok()) {
@@ -148,10 +233,15 @@ int main(int argc, char** argv) {
                options.host.pcpus, hvmm::PolicyName(options.host.policy),
                options.host.allow_unsafe ? " (assisted-unsafe allowed)" : "");
 
-  int signal = 0;
-  sigwait(&signals, &signal);
-  spdlog::info("{}: shutting down (grace {}s)", strsignal(signal),
-               absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  int exit_code = 0;
+  if (demo_mode) {
+    exit_code = RunDemo(**daemon, demo, signals);
+  } else {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    spdlog::info("{}: shutting down (grace {}s)", strsignal(signal),
+                 absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  }
   const absl::Status audit = (*daemon)->Shutdown();
   if (!audit.ok()) {
     spdlog::error("final audit failed: {}", std::string(audit.message()));
@@ -159,5 +249,5 @@ int main(int argc, char** argv) {
   }
   spdlog::info("clean shutdown: workloads stopped, frees drained, audit "
                "passed");
-  return 0;
+  return exit_code;
 }
