@@ -27,6 +27,7 @@
 #include "mm/mm_errors.h"
 #include "server/daemon.h"
 #include "server/demo.h"
+#include "server/systemd_notifier.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(uint64_t, frames, uint64_t{1} << 18,
@@ -233,6 +234,19 @@ int main(int argc, char** argv) {
                options.host.pcpus, hvmm::PolicyName(options.host.policy),
                options.host.allow_unsafe ? " (assisted-unsafe allowed)" : "");
 
+  // systemd (Type=notify): ready, and a watchdog whose check takes the
+  // mm's domain-list lock and the deferred retirer's lock.
+  hvmm::SystemdNotifier systemd;
+  hvmm::Host* host = &(*daemon)->host();
+  systemd.Ready(absl::StrCat("serving on ", (*daemon)->address()), [host] {
+    (void)host->mm().ListDomains();
+    (void)host->engine().deferred_retirer().pending_frames();
+  });
+  if (systemd.watchdog_usec() != 0) {
+    spdlog::info("systemd watchdog: a ping every {} ms",
+                 systemd.watchdog_usec() / 2000);
+  }
+
   int exit_code = 0;
   if (demo_mode) {
     exit_code = RunDemo(**daemon, demo, signals);
@@ -242,7 +256,9 @@ int main(int argc, char** argv) {
     spdlog::info("{}: shutting down (grace {}s)", strsignal(signal),
                  absl::GetFlag(FLAGS_shutdown_grace_seconds));
   }
+  systemd.Stopping("draining: in-flight calls finish, frees drain, audit");
   const absl::Status audit = (*daemon)->Shutdown();
+  systemd.StopWatchdog();
   if (!audit.ok()) {
     spdlog::error("final audit failed: {}", std::string(audit.message()));
     return 1;

@@ -26,6 +26,11 @@ PACKAGES=(
   libspdlog-dev
   libsystemd-dev
   openssl
+  curl
+  systemd
+  prometheus
+  yamllint
+  python3-yaml
 )
 
 # buf (proto lint) comes from npm, pinned, into third_party/npm (ignored by
