@@ -32,6 +32,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "hvmm/v1/hvmm.grpc.pb.h"
+#include "server/grpc_status.h"
 #include "server/listen.h"
 
 namespace hvmm {
@@ -57,16 +58,6 @@ struct Globals {
   std::string output = "table";
   double timeout_seconds = 30;
 };
-
-std::string CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-      "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-  const int i = static_cast<int>(code);
-  return i >= 0 && i < 17 ? kNames[i] : absl::StrCat("CODE_", i);
-}
 
 // The context of the call in flight, so that Ctrl-C can cancel it.
 std::mutex g_call_mu;
@@ -154,7 +145,7 @@ class Ctl {
     if (auto it = trailers.find("hvmm-error-reason"); it != trailers.end()) {
       reason = std::string(it->second.data(), it->second.size());
     }
-    std::cerr << "hvmmctl: " << CodeName(s.error_code())
+    std::cerr << "hvmmctl: " << GrpcCodeName(s.error_code())
               << (reason.empty() ? "" : absl::StrCat(" [", reason, "]"))
               << ": " << s.error_message() << "\n";
     return kExitCallFailed;
@@ -264,7 +255,7 @@ int Health(Ctl& ctl, const std::string& service, double timeout) {
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(timeout)));
   const grpc::Status s = stub->Check(&ctx, req, &resp);
   if (!s.ok()) {
-    std::cerr << "hvmmctl: health: " << CodeName(s.error_code()) << ": "
+    std::cerr << "hvmmctl: health: " << GrpcCodeName(s.error_code()) << ": "
               << s.error_message() << "\n";
     return kExitNotServing;
   }

@@ -1,20 +1,47 @@
 #include "server/grpc_status.h"
 
+#include "absl/strings/str_cat.h"
 #include "hvmm/v1/hvmm.pb.h"
 #include "mm/mm_errors.h"
 
 namespace hvmm {
 
+std::string GrpcCodeName(grpc::StatusCode code) {
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
+  const int i = static_cast<int>(code);
+  return i >= 0 && i < 17 ? kNames[i] : absl::StrCat("CODE_", i);
+}
+
 grpc::StatusCode ToGrpcCode(absl::StatusCode code) {
   switch (code) {
-    case absl::StatusCode::kOk: return grpc::StatusCode::OK;
-    case absl::StatusCode::kCancelled: return grpc::StatusCode::CANCELLED;
-    case absl::StatusCode::kUnknown: return grpc::StatusCode::UNKNOWN;
+    case absl::StatusCode::kOk:
+      return grpc::StatusCode::OK;
+    case absl::StatusCode::kCancelled:
+      return grpc::StatusCode::CANCELLED;
+    case absl::StatusCode::kUnknown:
+      return grpc::StatusCode::UNKNOWN;
     case absl::StatusCode::kInvalidArgument:
       return grpc::StatusCode::INVALID_ARGUMENT;
     case absl::StatusCode::kDeadlineExceeded:
       return grpc::StatusCode::DEADLINE_EXCEEDED;
-    case absl::StatusCode::kNotFound: return grpc::StatusCode::NOT_FOUND;
+    case absl::StatusCode::kNotFound:
+      return grpc::StatusCode::NOT_FOUND;
     case absl::StatusCode::kAlreadyExists:
       return grpc::StatusCode::ALREADY_EXISTS;
     case absl::StatusCode::kPermissionDenied:
@@ -23,7 +50,8 @@ grpc::StatusCode ToGrpcCode(absl::StatusCode code) {
       return grpc::StatusCode::RESOURCE_EXHAUSTED;
     case absl::StatusCode::kFailedPrecondition:
       return grpc::StatusCode::FAILED_PRECONDITION;
-    case absl::StatusCode::kAborted: return grpc::StatusCode::ABORTED;
+    case absl::StatusCode::kAborted:
+      return grpc::StatusCode::ABORTED;
     case absl::StatusCode::kOutOfRange: return grpc::StatusCode::OUT_OF_RANGE;
     case absl::StatusCode::kUnimplemented:
       return grpc::StatusCode::UNIMPLEMENTED;

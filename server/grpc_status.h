@@ -27,6 +27,10 @@ inline constexpr char kErrorDomain[] = "hvmm.v1";
 
 grpc::StatusCode ToGrpcCode(absl::StatusCode code);
 
+// "OK", "NOT_FOUND", ...: a gRPC code's canonical name ("CODE_<n>" for a
+// value outside the 17 codes).
+std::string GrpcCodeName(grpc::StatusCode code);
+
 // Maps `status`; for an error, also adds the reason to `context`'s trailing
 // metadata (when `context` is not null).
 grpc::Status ToGrpcStatus(const absl::Status& status,

@@ -47,9 +47,6 @@ class RpcMetrics {
   const absl::flat_hash_set<std::string> known_methods_;
 };
 
-// "OK", "NOT_FOUND", ...: the canonical name of a gRPC status code.
-const char* GrpcCodeName(grpc::StatusCode code);
-
 }  // namespace hvmm
 
 #endif  // HVMM_SERVER_RPC_METRICS_H_
