@@ -369,6 +369,8 @@ int Main(int argc, char** argv) {
       v1::ListDomainsResponse all, page;
       do {
         if (int rc = ctl.Call(&Stub::ListDomains, req, &page)) return rc;
+        // The first page's revision: watch from it to miss nothing.
+        if (req.page_token().empty()) all.set_revision(page.revision());
         for (const v1::Domain& d : page.domains()) *all.add_domains() = d;
         req.set_page_token(page.next_page_token());
       } while (!page.next_page_token().empty());

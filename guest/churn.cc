@@ -58,8 +58,18 @@ absl::Status Churn::CreateSlot(int i) {
   if (absl::Status s = mm_->PinTable(*id, (*scratch)[0], Level::kL1); !s.ok()) {
     return s;
   }
+  // Half the window; a refusal (a full pool) leaves less mapped, which
+  // the operations cope with.
   (void)mm_->MapRange(*id, Vaddr(kWindowBase), options_.window_pages / 2, true);
-  slot.root = *mm_->GetDomainInfo(*id)->root;
+  // Another thread (a client of the daemon the demo runs in) may have
+  // destroyed the domain meanwhile.
+  absl::StatusOr<DomainInfo> info = mm_->GetDomainInfo(*id);
+  if (!info.ok()) return info.status();
+  if (!info->root.has_value()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("domain ", id->value(), " has no root table"));
+  }
+  slot.root = *info->root;
   slot.scratch_l1 = (*scratch)[0];
   slots_[i] = std::move(slot);
   WorkloadConfig w;

@@ -88,6 +88,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(
       return MalformedArgumentError(
           absl::StrCat("metrics address: ", m.status().message()));
     }
+    if (m->host.find(':') != std::string::npos) {
+      return MalformedArgumentError(absl::StrCat(
+          "metrics address ", options.metrics_listen, ": the metrics server "
+          "(prometheus-cpp's civetweb, as Debian builds it) listens on IPv4 "
+          "only; use an IPv4 address such as 127.0.0.1:9464"));
+    }
     metrics = *m;
   }
 
@@ -120,12 +126,15 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(
   d->host_metrics_ =
       std::make_shared<HostMetrics>(HostMetrics::ForHost(d->host_.get()));
   if (metrics) {
-    // civetweb takes "HOST:PORT", "[v6]:PORT" as GrpcUri() writes them.
+    // civetweb takes "HOST:PORT" as GrpcUri() writes it.
     try {
       d->exposer_ = std::make_unique<prometheus::Exposer>(metrics->GrpcUri());
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat(
-          "cannot serve metrics on ", metrics->GrpcUri(), ": ", e.what()));
+          "cannot serve metrics on ", metrics->GrpcUri(),
+          " (in use? another hvmmd? choose another metrics address, port 0 "
+          "for a free one, or none): ",
+          e.what()));
     }
     const std::vector<int> ports = d->exposer_->GetListeningPorts();
     if (ports.empty()) {

@@ -56,8 +56,9 @@ struct DaemonOptions {
   int max_message_bytes = 16 << 20;
   // How often flush and grace-period activity is summarised as events.
   absl::Duration sample_interval = absl::Seconds(1);
-  // Prometheus /metrics over HTTP: "HOST:PORT" ("[v6]:PORT"); port 0 picks
-  // a free port (metrics_address() tells which); "none" serves none.
+  // Prometheus /metrics over HTTP: "HOST:PORT", IPv4 (Debian's civetweb has
+  // no IPv6); port 0 picks a free port (metrics_address() tells which);
+  // "none" serves none.
   std::string metrics_listen = "127.0.0.1:9464";
 };
 

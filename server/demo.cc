@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "base/log2_histogram.h"
+#include "base/mutex.h"
 #include "guest/churn.h"
 
 namespace hvmm {
@@ -30,8 +31,11 @@ class HostChurn : public ChurnHost {
       uint64_t /*seed: the Host seeds workloads*/) override {
     return host_->StartWorkload(domain, config);
   }
+  // A client may have destroyed the domain already (the demo's domains
+  // are everyone's): then it is gone, as asked.
   absl::Status DestroyDomain(DomainId domain) override {
-    return host_->DestroyDomain(domain).status();
+    absl::Status s = host_->DestroyDomain(domain).status();
+    return s.code() == absl::StatusCode::kNotFound ? absl::OkStatus() : s;
   }
   absl::Status SetPolicy(DomainId domain, Policy policy) override {
     return host_->SetFlushPolicy(domain, policy).status();
@@ -108,8 +112,8 @@ Sample Take(Host& host, const Churn& churn, Policy policy) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<DemoRow>> Demo::Run(const std::atomic<bool>& stop) {
-  std::vector<DemoRow> rows;
+absl::Status Demo::Run(const std::atomic<bool>& stop,
+                       std::vector<DemoRow>* rows) {
   for (Policy p : options_.policies) {
     if (stop.load()) break;
     std::fprintf(options_.out,
@@ -120,9 +124,11 @@ absl::StatusOr<std::vector<DemoRow>> Demo::Run(const std::atomic<bool>& stop) {
     std::fflush(options_.out);
     absl::StatusOr<DemoRow> row = RunPhase(p, stop);
     if (!row.ok()) return row.status();
-    rows.push_back(*row);
+    // A phase Ctrl-C ended before its first second says nothing.
+    if (row->cut_short && row->seconds < 1.0) break;
+    rows->push_back(*row);
   }
-  return rows;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<DemoRow> Demo::RunPhase(Policy policy,
@@ -138,12 +144,16 @@ absl::StatusOr<DemoRow> Demo::RunPhase(Policy policy,
   Churn churn(&churn_host, &host_->mm(), &host_->engine().policy(), o);
   if (absl::Status s = churn.CreateDomains(); !s.ok()) {
     (void)churn.DestroyDomains();
-    return s;
+    return absl::Status(s.code(), absl::StrCat("setting up the ",
+                                               PolicyName(policy), " phase: ",
+                                               s.message()));
   }
 
   const Sample start = Take(*host_, churn, policy);
   std::atomic<bool> updaters_stop{false};
   std::atomic<bool> updater_failed{false};
+  Mutex failure_mu;
+  absl::Status failure;  // The first failed operation's.
   std::vector<std::thread> updaters;
   for (int u = 0; u < options_.updaters; ++u) {
     std::vector<int> mine;
@@ -151,10 +161,14 @@ absl::StatusOr<DemoRow> Demo::RunPhase(Policy policy,
       mine.push_back(i);
     }
     if (mine.empty()) continue;
-    updaters.emplace_back([&churn, &updaters_stop, &updater_failed, mine, u] {
+    updaters.emplace_back([&, mine, u] {
       std::mt19937_64 rng(1000 + u);
       while (!updaters_stop.load(std::memory_order_relaxed)) {
-        if (!churn.Step(mine, rng).ok()) {
+        if (absl::Status s = churn.Step(mine, rng); !s.ok()) {
+          {
+            MutexLock lock(&failure_mu);
+            if (failure.ok()) failure = s;
+          }
           updater_failed.store(true);
           return;
         }
@@ -177,10 +191,11 @@ absl::StatusOr<DemoRow> Demo::RunPhase(Policy policy,
         host_->engine().deferred_retirer().pending_frames();
     pending_peak = std::max(pending_peak, pending);
     const absl::Time now = absl::Now();
-    if (stop.load() || updater_failed.load()) {
+    if (stop.load()) {
       row.cut_short = true;
       break;
     }
+    if (updater_failed.load()) break;
     if (now >= next_line) {
       const Sample s = Take(*host_, churn, policy);
       const double dt = absl::ToDoubleSeconds(s.at - last.at);
@@ -210,9 +225,10 @@ absl::StatusOr<DemoRow> Demo::RunPhase(Policy policy,
       row.ran_on = true;  // Unsafe, and the bug has not shown yet.
     }
   }
+  // The phase's figures end here, before the updaters are joined.
+  const Sample finish = Take(*host_, churn, policy);
   updaters_stop.store(true);
   for (std::thread& t : updaters) t.join();
-  const Sample finish = Take(*host_, churn, policy);
   absl::Status destroyed = churn.DestroyDomains();
 
   row.seconds = absl::ToDoubleSeconds(finish.at - start.at);
@@ -225,10 +241,22 @@ absl::StatusOr<DemoRow> Demo::RunPhase(Policy policy,
   row.pending_peak = pending_peak;
   row.existence = finish.existence - start.existence;
   row.coherence = finish.coherence - start.coherence;
-  if (updater_failed.load()) {
-    return absl::InternalError("a churn operation failed (see the log)");
+  {
+    MutexLock lock(&failure_mu);
+    if (!failure.ok()) {
+      // Most likely a client changed the demo's domains under it (they
+      // are the daemon's like any other): the phase ends, its figures
+      // stand, the next phase starts on fresh domains.
+      row.aborted = std::string(failure.message());
+      std::fprintf(options_.out, "phase ended early: a churn operation "
+                   "failed: %s\n", row.aborted.c_str());
+    }
   }
-  if (!destroyed.ok()) return destroyed;
+  if (!destroyed.ok()) {
+    return absl::Status(destroyed.code(),
+                        absl::StrCat("ending the ", PolicyName(policy),
+                                     " phase: ", destroyed.message()));
+  }
   return row;
 }
 
@@ -239,9 +267,13 @@ void Demo::PrintSummary(std::FILE* out, const std::vector<DemoRow>& rows) {
                "grace periods", "pending peak", "violations");
   for (const DemoRow& r : rows) {
     std::string note;
-    if (r.cut_short) note = "  (cut short)";
-    if (r.ran_on)
+    if (r.ran_on && r.violations() > 0) {
       note = absl::StrFormat("  (ran %.0f s: until the bug showed)", r.seconds);
+    } else if (r.ran_on && !r.cut_short) {
+      note = absl::StrFormat("  (ran %.0f s: the bug did not show)", r.seconds);
+    }
+    if (r.cut_short) note += "  (cut short)";
+    if (!r.aborted.empty()) note += "  (ended early: " + r.aborted + ")";
     std::fprintf(out, "%-26s %10s %10s %10s %11s %13s %12s %10s%s\n",
                  Label(r.policy).c_str(), Count(r.updates_per_second).c_str(),
                  Latency(r.flush_p99_ns).c_str(), Count(r.ipis_sent).c_str(),

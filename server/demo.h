@@ -22,8 +22,11 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "flush/flush_policy.h"
 #include "server/host.h"
@@ -57,6 +60,9 @@ struct DemoRow {
   uint64_t existence = 0, coherence = 0;  // Violations.
   bool cut_short = false;                 // Stopped (Ctrl-C) before its time.
   bool ran_on = false;  // The unsafe phase's extension was used.
+  // Why the phase ended before its time, if a churn operation failed (a
+  // client destroyed a demo domain under it, the pool ran dry); "" if not.
+  std::string aborted;
   uint64_t violations() const { return existence + coherence; }
 };
 
@@ -65,11 +71,14 @@ class Demo {
   // REQUIRES: `host` allows assisted-unsafe if it is among the policies.
   Demo(Host* host, DemoOptions options) : host_(host), options_(options) {}
 
-  // Runs the phases, printing a line a second. Returns their rows (a
-  // phase `stop` cut short included, later ones not run). Errors only if
-  // the host refuses the scenario (e.g. assisted-unsafe not allowed, or
-  // too few frames).
-  absl::StatusOr<std::vector<DemoRow>> Run(const std::atomic<bool>& stop);
+  // Runs the phases, printing a line a second, and appends each one's row
+  // to `rows` (a phase `stop` cut short included unless it ran under a
+  // second; later ones are not run). A phase whose churn fails (a client
+  // destroyed its domains, the pool ran dry) ends early with the reason in
+  // its row, and the next one runs. Errors, with the rows so far kept,
+  // only if a phase cannot be set up or torn down (assisted-unsafe not
+  // allowed, too few frames for its domains).
+  absl::Status Run(const std::atomic<bool>& stop, std::vector<DemoRow>* rows);
 
   // The comparison table and the promise sentences.
   static void PrintSummary(std::FILE* out, const std::vector<DemoRow>& rows);

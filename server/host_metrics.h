@@ -5,7 +5,9 @@
 // (walks, TLB lookups: GuestCpu's counters), per thread shard (type
 // changes) or per flush and grace period (FlushPolicy, FlushBatcher,
 // GracePeriods); Collect() reads and sums them when Prometheus scrapes.
-// Gauges are read at the same moment; per-domain series exist only for
+// Each value is read on its own, not all at one instant: under load the
+// hvmm_frames states may miss the pool size by the frames moving
+// meanwhile (idle, they sum exactly). Per-domain series exist only for
 // live domains, so a destroyed domain's series are gone at the next scrape.
 //
 // Every family is declared once, in Collect(), with its type, help and

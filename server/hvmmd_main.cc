@@ -114,15 +114,16 @@ int RunDemo(hvmm::Daemon& daemon, const hvmm::DemoOptions& options,
                daemon.metrics_address().empty() ? "(metrics off)"
                                                 : daemon.metrics_address());
   hvmm::Demo demo(&daemon.host(), options);
-  absl::StatusOr<std::vector<hvmm::DemoRow>> rows = demo.Run(stop);
+  std::vector<hvmm::DemoRow> rows;
+  const absl::Status ran = demo.Run(stop, &rows);
   done.store(true);
   waiter.join();
-  if (!rows.ok()) {
-    spdlog::error("demo: {}", std::string(rows.status().message()));
+  hvmm::Demo::PrintSummary(stdout, rows);
+  if (!ran.ok()) {
+    spdlog::error("demo: {}", std::string(ran.message()));
     return 2;
   }
-  hvmm::Demo::PrintSummary(stdout, *rows);
-  if (!hvmm::Demo::SafePoliciesKeptPromises(*rows)) {
+  if (!hvmm::Demo::SafePoliciesKeptPromises(rows)) {
     spdlog::error("demo: a safe policy broke a promise");
     return 1;
   }
@@ -132,6 +133,16 @@ int RunDemo(hvmm::Daemon& daemon, const hvmm::DemoOptions& options,
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First of all, so that no SIGTERM/SIGINT is lost (a background job of a
+  // non-interactive shell starts with SIGINT ignored; a blocked signal is
+  // kept pending even so). Every thread inherits this mask; the main
+  // thread (or the demo's waiter) takes the signals.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   absl::SetProgramUsageMessage(
       "hvmmd: the hypervisor memory-management daemon.\n"
       "  hvmmd [--listen=unix:/PATH|tcp:HOST:PORT] [--policy=P] ...\n"
@@ -142,12 +153,6 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
 
   umask(077);
-  // Every thread inherits this mask; the main thread takes the signals.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ hvmmd: %v");
 
   absl::StatusOr<hvmm::Policy> policy =
@@ -244,7 +249,7 @@ int main(int argc, char** argv) {
   });
   if (systemd.watchdog_usec() != 0) {
     spdlog::info("systemd watchdog: a ping every {} ms",
-                 systemd.watchdog_usec() / 2000);
+                 std::max<uint64_t>(systemd.watchdog_usec() / 2000, 1));
   }
 
   int exit_code = 0;

@@ -1,5 +1,7 @@
 #include "server/listen.h"
 
+#include <algorithm>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -96,7 +98,13 @@ absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text) {
       port = rest.substr(colon + 1);
     }
     int p = -1;
-    if (host.empty() || !absl::SimpleAtoi(port, &p) || p < 0 || p > 65535) {
+    // Digits only: SimpleAtoi would also take " 80" or "+80".
+    const bool digits =
+        !port.empty() && port.size() <= 5 &&
+        std::all_of(port.begin(), port.end(),
+                    [](char c) { return c >= '0' && c <= '9'; });
+    if (host.empty() || !digits || !absl::SimpleAtoi(port, &p) || p < 0 ||
+        p > 65535) {
       return MalformedArgumentError(absl::StrCat(
           "listen address '", text, "': expected tcp:HOST:PORT, PORT 0..65535"));
     }

@@ -2,6 +2,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -16,7 +17,10 @@ void SystemdNotifier::Ready(const std::string& status,
   if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return;
   watchdog_usec_ = usec;
   watchdog_ = std::thread([this, alive = std::move(alive)] {
-    const absl::Duration period = absl::Microseconds(watchdog_usec_ / 2);
+    // Half the period, as sd_watchdog_enabled(3) advises; at least 1 ms
+    // (a WatchdogSec below 2 ms cannot be met and would only spin).
+    const absl::Duration period =
+        std::max(absl::Microseconds(watchdog_usec_ / 2), absl::Milliseconds(1));
     do {
       alive();  // Blocks if the daemon is wedged: then no ping.
       sd_notify(0, "WATCHDOG=1");

@@ -114,6 +114,9 @@ sm = by_kind.get("ServiceMonitor", [None])[0]
 check(sm is not None and sm["spec"]["endpoints"][0]["port"] in svc_ports and
       sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items(),
       "the ServiceMonitor selects the Service and its port")
+relabels = sm["spec"]["endpoints"][0].get("relabelings", []) if sm else []
+check(any(r.get("targetLabel") == "job" and r.get("replacement") == "hvmm" for r in relabels),
+      "the ServiceMonitor names the job 'hvmm', as the alerts expect")
 init = {c["name"]: c for c in spec.get("initContainers", [])}
 sock_dir = os.path.dirname(sock)
 check(any(sock_dir in " ".join(c.get("command", [])) and "0700" in " ".join(c.get("command", []))

@@ -67,6 +67,12 @@ assert d["name"] == "web" and d["totPages"] == "68", d
 assert d["policy"] == "FLUSH_POLICY_IPI", d' || fail "json: $out"
 expect_rc 0 translate 1 0x40001010 --write
 echo "$out" | sed -n 2p | grep -q "^OK " || fail "translate: $out"
+# The listing carries the event revision to watch from (not 0).
+expect_rc 0 -o json domain list
+echo "$out" | /usr/bin/python3 -c 'import json, sys
+r = json.load(sys.stdin)
+assert int(r["revision"]) > 0, r
+assert [d["name"] for d in r["domains"]] == ["web"], r' || fail "json list: $out"
 expect_rc 0 -o json stats --domain 1
 echo "$out" | /usr/bin/python3 -c '
 import json, sys

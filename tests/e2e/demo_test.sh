@@ -81,6 +81,33 @@ daemon_pid=""
 [ "$(grep -c '^== ' "$dir/one.out")" -eq 1 ] || fail "--demo-policy ran more than one phase"
 [ "$(violations "$dir/one.out" assisted+rcu)" = 0 ] || fail "one-policy table"
 
+# 2b. A client destroying the demo's domains while it runs: served; the
+# demo goes on or ends the phase early, prints its table, and exits 0 (no
+# safe policy broke a promise).
+demo destroyed --demo-policy=assisted+force-ipi --demo-seconds=3
+destroys=0
+while kill -0 "$daemon_pid" 2>/dev/null; do
+  for id in $("$CTL_BIN" --addr "unix:$sock" --timeout 5 -o json domain list 2>/dev/null |
+    /usr/bin/python3 -c 'import json,sys
+try:
+    d = json.load(sys.stdin)
+except ValueError:
+    sys.exit(0)
+for x in d.get("domains", []):
+    if x.get("name", "").startswith("demo-"):
+        print(x.get("id", x.get("domainId", "")))'); do
+    "$CTL_BIN" --addr "unix:$sock" --timeout 5 domain destroy "$id" >/dev/null 2>&1 &&
+      destroys=$((destroys + 1))
+  done
+  sleep 0.05
+done
+wait "$daemon_pid"; rc=$?
+daemon_pid=""
+[ "$rc" -eq 0 ] || { fail "demo under client destroys exited $rc"; tail -20 "$dir/destroyed.out"; }
+grep -q "^assisted+force-ipi " "$dir/destroyed.out" || fail "no table row after client destroys"
+echo "demo_test: a client destroyed $destroys demo domains during a phase"
+[ "$destroys" -gt 0 ] || fail "the client destroyed no demo domain"
+
 # 3. Bad demo flags.
 "$HVMMD" --demo --demo-policy=bogus --listen="unix:$dir/b/h.sock" \
   --metrics-addr=none >"$dir/bad.out" 2>&1

@@ -1058,6 +1058,12 @@ TEST(DaemonStartTest, RefusesBadConfigurationsCleanly) {
   EXPECT_EQ(ErrorReason(Daemon::Start(o).status()), "MALFORMED_ARGUMENT");
   o.metrics_listen = "127.0.0.1:99999";
   EXPECT_EQ(ErrorReason(Daemon::Start(o).status()), "MALFORMED_ARGUMENT");
+  o.metrics_listen = "127.0.0.1: 80";
+  EXPECT_EQ(ErrorReason(Daemon::Start(o).status()), "MALFORMED_ARGUMENT");
+  o.metrics_listen = "[::1]:0";  // Debian's civetweb has no IPv6.
+  absl::Status v6 = Daemon::Start(o).status();
+  EXPECT_EQ(ErrorReason(v6), "MALFORMED_ARGUMENT");
+  EXPECT_NE(v6.message().find("IPv4 only"), std::string::npos) << v6;
   ASSERT_FALSE(first.daemon().metrics_address().empty());
   o.metrics_listen = first.daemon().metrics_address();
   absl::StatusOr<std::unique_ptr<Daemon>> taken = Daemon::Start(o);
