@@ -56,24 +56,6 @@ void AddHistogram(MetricFamily& f, ClientMetric::Histogram h,
   f.metric.push_back(std::move(m));
 }
 
-const char* PageTypeLabel(PageType t) {
-  switch (t) {
-    case PageType::kNone:
-      return "none";
-    case PageType::kL1:
-      return "l1";
-    case PageType::kL2:
-      return "l2";
-    case PageType::kL3:
-      return "l3";
-    case PageType::kL4:
-      return "l4";
-    case PageType::kWritable:
-      return "writable";
-  }
-  return "?";
-}
-
 }  // namespace
 
 prometheus::ClientMetric::Histogram ToPrometheusHistogram(
@@ -272,7 +254,7 @@ std::vector<MetricFamily> HostMetrics::Collect() const {
       const PageType f = static_cast<PageType>(from);
       const PageType t = static_cast<PageType>(to);
       AddValue(types, mm.TypeChanges(f, t),
-               {{"from", PageTypeLabel(f)}, {"to", PageTypeLabel(t)}});
+               {{"from", PageTypeName(f)}, {"to", PageTypeName(t)}});
     }
   }
   out.push_back(std::move(types));
