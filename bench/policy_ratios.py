@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""The cost of safety as ratios, with their spread across runs.
+
+Runs bench/updater_benchmark RUNS times back to back. Within each run the
+policies' repetitions are interleaved at random
+(--benchmark_enable_random_interleaving), so a slow stretch of a noisy
+machine hits every policy alike. For each run and pCPU count it takes each
+policy's median ops/s and forms the ratios the performance issue sets
+goals for: rcu / unsafe (goal >= 0.90) and rcu / force-ipi (goal >= 1).
+It prints every run's ratios, then per ratio the median and the spread
+(min..max, and the largest deviation from the median in percent: the
+issue asks that five runs agree within +-10%).
+
+  bazel build -c opt //bench:updater_benchmark
+  bench/policy_ratios.py --runs=5 --repetitions=3 --pcpus=2,8 [--json=OUT]
+
+Only the figures of one invocation compare with each other.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+POLICIES = {0: "ipi", 1: "unsafe", 2: "force-ipi", 3: "rcu"}
+RATIOS = [("rcu", "unsafe", 0.90), ("rcu", "force-ipi", 1.0)]
+
+
+def run_once(binary, pcpus, repetitions, min_time):
+    pattern = "BM_UpdaterOps/policy:[0-9]+/pcpus:(%s)/scrape:0/" % "|".join(
+        str(p) for p in pcpus)
+    out = subprocess.run(
+        [binary, f"--benchmark_filter={pattern}",
+         f"--benchmark_repetitions={repetitions}",
+         "--benchmark_enable_random_interleaving=true",
+         f"--benchmark_min_time={min_time}",
+         "--benchmark_format=json"],
+        check=True, capture_output=True, text=True).stdout
+    samples = {}  # (policy, pcpus) -> [ops/s], violations
+    violations = {}
+    for b in json.loads(out)["benchmarks"]:
+        if b.get("run_type") != "iteration":
+            continue
+        fields = dict(part.split(":", 1) for part in b["name"].split("/")[1:]
+                      if ":" in part)
+        key = (POLICIES[int(fields["policy"])], int(fields["pcpus"]))
+        samples.setdefault(key, []).append(b["items_per_second"])
+        violations[key] = violations.get(key, 0) + b.get("violations", 0)
+    return {k: statistics.median(v) for k, v in samples.items()}, violations
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", default="bazel-bin/bench/updater_benchmark")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--repetitions", type=int, default=3)
+    ap.add_argument("--min-time", type=float, default=2.0)
+    ap.add_argument("--pcpus", default="2,8")
+    ap.add_argument("--json", help="write every run's medians here")
+    args = ap.parse_args()
+    pcpus = [int(p) for p in args.pcpus.split(",")]
+
+    runs = []
+    for i in range(args.runs):
+        medians, violations = run_once(args.binary, pcpus, args.repetitions,
+                                       args.min_time)
+        runs.append({"medians": medians, "violations": violations})
+        line = []
+        for p in pcpus:
+            for num, den, _ in RATIOS:
+                r = medians[(num, p)] / medians[(den, p)]
+                line.append(f"{p} pCPUs {num}/{den} {r:.2f}")
+        print(f"run {i + 1}: " + "  ".join(line), flush=True)
+        for (policy, p), v in sorted(violations.items()):
+            if policy != "unsafe" and v:
+                print(f"  VIOLATIONS: {policy} at {p} pCPUs: {v:.0f}")
+
+    print("\nratio                    goal   median  min..max     spread")
+    for p in pcpus:
+        for num, den, goal in RATIOS:
+            values = [r["medians"][(num, p)] / r["medians"][(den, p)] for r in runs]
+            med = statistics.median(values)
+            spread = max(abs(v - med) for v in values) / med * 100
+            print(f"{p:>2} pCPUs {num}/{den:<10} {goal:>5.2f}  {med:>6.2f}  "
+                  f"{min(values):.2f}..{max(values):.2f}  +-{spread:.0f}%")
+    print("\nops/s medians (per run):")
+    for p in pcpus:
+        for policy in POLICIES.values():
+            values = [r["medians"][(policy, p)] for r in runs]
+            print(f"{p:>2} pCPUs {policy:<10} " +
+                  " ".join(f"{v:>9.0f}" for v in values))
+    if args.json:
+        json.dump([{f"{k[0]}@{k[1]}": v for k, v in r["medians"].items()}
+                   for r in runs], open(args.json, "w"), indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
