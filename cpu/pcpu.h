@@ -33,7 +33,7 @@
 #include "base/mutex.h"
 #include "cpu/section_clock.h"
 #include "cpu/tlb.h"
-#include "flush/tlb_clock.h"
+#include "mm/tlb_clock.h"
 
 namespace hvmm {
 

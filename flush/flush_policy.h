@@ -71,7 +71,7 @@
 #include "absl/types/span.h"
 #include "cpu/pcpu.h"
 #include "flush/flush_batcher.h"
-#include "flush/tlb_clock.h"
+#include "mm/tlb_clock.h"
 #include "grace/grace_periods.h"
 #include "grace/release_stamps.h"
 #include "mm/domain.h"

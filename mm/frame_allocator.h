@@ -32,7 +32,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "base/mutex.h"
-#include "flush/tlb_clock.h"
+#include "mm/tlb_clock.h"
 #include "mm/frame_table.h"
 #include "mm/types.h"
 

@@ -38,7 +38,7 @@
 #include "base/mutex.h"
 #include "base/sharded_counter.h"
 #include "absl/types/span.h"
-#include "flush/tlb_clock.h"
+#include "mm/tlb_clock.h"
 #include "mm/address_space.h"
 #include "mm/domain.h"
 #include "mm/flush_hooks.h"

@@ -74,7 +74,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "flush/tlb_clock.h"
+#include "mm/tlb_clock.h"
 #include "mm/domain.h"
 #include "mm/frame_table.h"
 #include "mm/types.h"

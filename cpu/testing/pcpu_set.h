@@ -13,7 +13,7 @@
 
 #include "cpu/pcpu.h"
 #include "cpu/section_clock.h"
-#include "flush/tlb_clock.h"
+#include "mm/tlb_clock.h"
 
 namespace hvmm {
 namespace testing {

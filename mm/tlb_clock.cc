@@ -1,4 +1,4 @@
-#include "flush/tlb_clock.h"
+#include "mm/tlb_clock.h"
 
 namespace hvmm {
 

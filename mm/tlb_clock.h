@@ -21,8 +21,8 @@
 // its time.
 //
 // Thread-safety: all methods are safe to call concurrently.
-#ifndef HVMM_FLUSH_TLB_CLOCK_H_
-#define HVMM_FLUSH_TLB_CLOCK_H_
+#ifndef HVMM_MM_TLB_CLOCK_H_
+#define HVMM_MM_TLB_CLOCK_H_
 
 #include <atomic>
 #include <cstdint>
@@ -73,4 +73,4 @@ class TlbClock {
 
 }  // namespace hvmm
 
-#endif  // HVMM_FLUSH_TLB_CLOCK_H_
+#endif  // HVMM_MM_TLB_CLOCK_H_
