@@ -1,5 +1,6 @@
-// Mutex, RwMutex and their scoped guards: std::mutex / std::shared_mutex with
-// Abseil's thread-safety annotations.
+// Mutex, RwMutex, their scoped guards and CondVar: std::mutex,
+// std::shared_mutex and std::condition_variable with Abseil's thread-safety
+// annotations.
 //
 // Why not absl::Mutex: Debian's libabsl_synchronization is built without
 // ThreadSanitizer, so the happens-before edges of absl::Mutex are invisible
@@ -7,13 +8,24 @@
 // mutexes go through pthread, which TSan intercepts. Annotations stay, so
 // clang's -Wthread-safety still checks ABSL_GUARDED_BY fields.
 //
+// A CondVar is bound to a Mutex at each wait, as absl::CondVar is: the
+// caller holds it (the analysis checks that) and waits in a loop on its
+// own condition, so the guarded reads in the condition are checked too.
+//
 // Example:
 //   Mutex mu_;
+//   CondVar changed_;
 //   int n_ ABSL_GUARDED_BY(mu_);
-//   void Add() { MutexLock l(&mu_); ++n_; }
+//   void Add() { MutexLock l(&mu_); ++n_; changed_.SignalAll(); }
+//   void AwaitPositive() {
+//     MutexLock l(&mu_);
+//     while (n_ <= 0) changed_.Wait(&mu_);
+//   }
 #ifndef HVMM_BASE_MUTEX_H_
 #define HVMM_BASE_MUTEX_H_
 
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <shared_mutex>
 
@@ -32,11 +44,51 @@ class ABSL_LOCKABLE Mutex {
   bool TryLock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
     return mu_.try_lock();
   }
-  // For std::condition_variable.
-  std::mutex& native() { return mu_; }
 
  private:
+  friend class CondVar;
   std::mutex mu_;
+};
+
+class CondVar {
+ public:
+  CondVar() = default;
+  CondVar(const CondVar&) = delete;
+  CondVar& operator=(const CondVar&) = delete;
+
+  // Releases `mu`, waits for a signal (or a spurious wake-up), takes `mu`
+  // again. Callers loop on their condition.
+  void Wait(Mutex* mu) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
+    cv_.wait(lock);
+    lock.release();  // Still held: the caller's guard unlocks it.
+  }
+  // The same, for at most `timeout`. Returns false if it timed out.
+  template <typename Rep, typename Period>
+  bool WaitFor(Mutex* mu, std::chrono::duration<Rep, Period> timeout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
+    const bool signalled = cv_.wait_for(lock, timeout) ==
+                           std::cv_status::no_timeout;
+    lock.release();
+    return signalled;
+  }
+  // The same, until `deadline`. Returns false if it passed.
+  template <typename Clock, typename Duration>
+  bool WaitUntil(Mutex* mu,
+                 std::chrono::time_point<Clock, Duration> deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
+    const bool signalled = cv_.wait_until(lock, deadline) ==
+                           std::cv_status::no_timeout;
+    lock.release();
+    return signalled;
+  }
+  void Signal() { cv_.notify_one(); }
+  void SignalAll() { cv_.notify_all(); }
+
+ private:
+  std::condition_variable cv_;
 };
 
 class ABSL_LOCKABLE RwMutex {

@@ -2,22 +2,21 @@
 
 #include <algorithm>
 #include <chrono>
-#include <mutex>
 #include <utility>
 
 #include "base/check.h"
 
 namespace hvmm {
 
-void IpiFlush::Acknowledge() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  std::lock_guard<std::mutex> lock(mu_.native());
+void IpiFlush::Acknowledge() {
+  MutexLock lock(&mu_);
   HVMM_CHECK(pending_ > 0) << "IPI acknowledged more often than sent";
-  if (--pending_ == 0) cv_.notify_all();
+  if (--pending_ == 0) acknowledged_.SignalAll();
 }
 
-void IpiFlush::Wait() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  std::unique_lock<std::mutex> lock(mu_.native());
-  cv_.wait(lock, [&] { return pending_ == 0; });
+void IpiFlush::Wait() {
+  MutexLock lock(&mu_);
+  while (pending_ != 0) acknowledged_.Wait(&mu_);
 }
 
 Pcpu::Pcpu(int id, TlbClock* clock, Tlb::Options tlb_options,
@@ -38,7 +37,7 @@ void Pcpu::Stop() {
     MutexLock lock(&mu_);
     stop_.store(true, std::memory_order_relaxed);
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   if (thread_.joinable()) thread_.join();
   running_.store(false, std::memory_order_release);
   // Nobody may be left waiting on an IPI to a stopped pCPU.
@@ -50,7 +49,7 @@ void Pcpu::Kick() {
     MutexLock lock(&mu_);
     kicked_ = true;
   }
-  wake_.notify_all();
+  wake_.SignalAll();
 }
 
 void Pcpu::PostIpi(IpiFlush* ipi) {
@@ -62,7 +61,7 @@ void Pcpu::PostIpi(IpiFlush* ipi) {
     mailbox_.push_back(ipi);
     has_mail_.store(true, std::memory_order_release);
   }
-  wake_.notify_all();
+  wake_.SignalAll();
 }
 
 void Pcpu::FlushLocal(const FlushScope& scope) {
@@ -94,7 +93,7 @@ void Pcpu::ServeMailbox() {
   }
 }
 
-void Pcpu::Run(Step step) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void Pcpu::Run(Step step) {
   // How long an idle pCPU sleeps before it looks for work nobody kicked it
   // for (a vCPU another pCPU put back): 1 ms after work, doubling while
   // idle up to kMaxIdlePoll, so an idle host wakes each pCPU ~16 times a
@@ -120,11 +119,17 @@ void Pcpu::Run(Step step) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 
     // Idle, interrupts on: an IPI, a kick or Stop() wakes us; poll for new
     // work now and then. The next iteration's window serves any IPI first.
-    std::unique_lock<std::mutex> lock(mu_.native());
-    const bool woken = wake_.wait_for(lock, idle_poll, [&] {
-      return stop_.load(std::memory_order_relaxed) || kicked_ ||
-             !mailbox_.empty();
-    });
+    MutexLock lock(&mu_);
+    const auto deadline = std::chrono::steady_clock::now() + idle_poll;
+    bool woken = true;
+    while (!stop_.load(std::memory_order_relaxed) && !kicked_ &&
+           mailbox_.empty()) {
+      if (!wake_.WaitUntil(&mu_, deadline)) {
+        woken = stop_.load(std::memory_order_relaxed) || kicked_ ||
+                !mailbox_.empty();
+        break;
+      }
+    }
     kicked_ = false;
     idle_poll = woken ? kMinIdlePoll : std::min(idle_poll * 2, kMaxIdlePoll);
   }

@@ -23,7 +23,6 @@
 #define HVMM_CPU_PCPU_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -55,7 +54,7 @@ class IpiFlush {
  private:
   const std::vector<FlushScope> scopes_;
   Mutex mu_;
-  std::condition_variable cv_;
+  CondVar acknowledged_;
   int pending_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -210,7 +209,7 @@ class Pcpu {
   std::atomic<uint64_t> ipis_served_{0};
 
   Mutex mu_;
-  std::condition_variable wake_;
+  CondVar wake_;
   std::deque<IpiFlush*> mailbox_ ABSL_GUARDED_BY(mu_);
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;
   // Read by the work loop without mu_; written under it, so that an idle

@@ -14,16 +14,17 @@ bool SameScope(const FlushScope& a, const FlushScope& b) {
 
 }  // namespace
 
-// The lock is taken through std::unique_lock for the condition variable.
-void FlushBatcher::Flush(const FlushRequest& request)
-    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void FlushBatcher::Flush(const FlushRequest& request) {
   if (request.targets.Empty()) return;
   Waiter self{&request};
-  std::unique_lock<std::mutex> lock(mu_.native());
+  mu_.Lock();
   queue_.push_back(&self);
   ++requests_;
-  cv_.wait(lock, [&] { return self.done || queue_.front() == &self; });
-  if (self.done) return;  // A leader's call covered us.
+  while (!self.done && queue_.front() != &self) turn_.Wait(&mu_);
+  if (self.done) {  // A leader's call covered us.
+    mu_.Unlock();
+    return;
+  }
 
   // Leader: take a batch from the head of the queue (we are first).
   FlushBatch batch;
@@ -40,21 +41,22 @@ void FlushBatcher::Flush(const FlushRequest& request)
   batch.requests = static_cast<int>(n);
   ++backend_calls_;
 
-  lock.unlock();
+  mu_.Unlock();
   const auto start = std::chrono::steady_clock::now();
   backend_->Flush(batch);  // Followers keep queueing meanwhile.
   call_ns_.Record(std::chrono::duration_cast<std::chrono::nanoseconds>(
                       std::chrono::steady_clock::now() - start)
                       .count());
   batch_sizes_.Record(n);
-  lock.lock();
+  mu_.Lock();
 
   for (Waiter* w : members) {
     w->done = true;
     queue_.pop_front();
   }
   // Wake the batch's followers and the next leader.
-  cv_.notify_all();
+  turn_.SignalAll();
+  mu_.Unlock();
 }
 
 uint64_t FlushBatcher::requests() const {

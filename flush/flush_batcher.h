@@ -19,7 +19,6 @@
 #ifndef HVMM_FLUSH_FLUSH_BATCHER_H_
 #define HVMM_FLUSH_FLUSH_BATCHER_H_
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <vector>
@@ -94,7 +93,7 @@ class FlushBatcher {
 
   FlushBackend* const backend_;
   mutable Mutex mu_;
-  std::condition_variable cv_;
+  CondVar turn_;  // A leader finished: followers done, next leader up.
   std::deque<Waiter*> queue_ ABSL_GUARDED_BY(mu_);
   uint64_t requests_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t backend_calls_ ABSL_GUARDED_BY(mu_) = 0;

@@ -1,12 +1,20 @@
 #include "grace/deferred_retirer.h"
 
+#include <sched.h>
+
 #include <algorithm>
-#include <mutex>
 #include <utility>
 
 #include "base/check.h"
 
 namespace hvmm {
+namespace {
+
+// A bulk free (the reclaimer's, a drain's) gives the batch's lock back
+// after this many frames, so the updater on that CPU never waits long.
+constexpr uint64_t kFreesPerHold = 256;
+
+}  // namespace
 
 DeferredRetirer::DeferredRetirer(FrameAllocator* allocator,
                                  GracePeriods* grace, Options options)
@@ -15,203 +23,256 @@ DeferredRetirer::DeferredRetirer(FrameAllocator* allocator,
       options_(options),
       max_pending_(options.max_pending != 0
                        ? options.max_pending
-                       : std::max<uint64_t>(1, allocator->total_frames() / 8)) {
+                       : std::max<uint64_t>(1, allocator->total_frames() / 8)),
+      batch_count_(options.batches > 0
+                       ? options.batches
+                       : static_cast<int>(std::max(
+                             1u, std::thread::hardware_concurrency()))),
+      batches_(new Batch[batch_count_]) {
   reclaimer_ = std::thread([this] { ReclaimLoop(); });
 }
 
 DeferredRetirer::~DeferredRetirer() {
   {
-    MutexLock lock(&mu_);
+    MutexLock lock(&reclaimer_mu_);
     stop_ = true;
   }
-  work_.notify_all();
-  reclaimer_.join();  // The loop drains every queue before it exits.
+  reclaimer_wake_.SignalAll();
+  reclaimer_.join();  // The loop frees every pending frame before it exits.
+  HVMM_CHECK(pending_frames() == 0) << pending_frames() << " frames leaked";
 }
 
-void DeferredRetirer::Retire(const Domain& owner, absl::Span<const Mfn> frames)
-    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+DeferredRetirer::Batch& DeferredRetirer::CurrentBatch() {
+  const int cpu = sched_getcpu();
+  return batches_[cpu < 0 ? 0 : cpu % batch_count_];
+}
+
+template <typename Covered>
+uint64_t DeferredRetirer::FreeCoveredLocked(Batch& batch, Covered covered) {
+  std::vector<Pending>& frames = batch.frames;
+  uint64_t freed = 0;
+  size_t kept = 0;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    if (freed < kFreesPerHold && covered(frames[i])) {
+      allocator_->Free(frames[i].mfn);
+      ++freed;
+    } else {
+      frames[kept++] = frames[i];
+    }
+  }
+  frames.erase(frames.begin() + kept, frames.end());
+  if (freed > 0) {
+    pending_.fetch_sub(freed, std::memory_order_acq_rel);
+    frames_freed_.fetch_add(freed, std::memory_order_relaxed);
+  }
+  return freed;
+}
+
+template <typename Covered>
+uint64_t DeferredRetirer::FreeCovered(Covered covered) {
+  uint64_t total = 0;
+  for (int i = 0; i < batch_count_; ++i) {
+    Batch& batch = batches_[i];
+    uint64_t freed;
+    do {
+      MutexLock lock(&batch.mu);
+      freed = FreeCoveredLocked(batch, covered);
+      total += freed;
+    } while (freed == kFreesPerHold);
+  }
+  return total;
+}
+
+void DeferredRetirer::Retire(const Domain& owner, absl::Span<const Mfn> frames) {
   if (frames.empty()) return;
   const DomainId domain = owner.id();
-  std::unique_lock<std::mutex> lock(mu_.native());
-  std::vector<Mfn>& queue = queues_[domain];
-  queue.insert(queue.end(), frames.begin(), frames.end());
-  pending_ += frames.size();
-  if (queue.size() <= options_.queue_capacity && pending_ <= max_pending_) {
-    work_.notify_one();
+  Batch& batch = CurrentBatch();
+  bool left_behind, over_capacity;
+  {
+    MutexLock lock(&batch.mu);
+    // Unstamped: the cookie comes later, from the poll (or from whoever
+    // takes the batch's frames): a later cookie only ever waits longer.
+    for (Mfn mfn : frames) batch.frames.push_back({0, domain, mfn});
+    batch.unstamped += frames.size();
+    pending_.fetch_add(frames.size(), std::memory_order_acq_rel);
+    // Inline reclaim, once per kGather frames: one cookie for all frames
+    // gathered, one scan of the readers for every frame of this batch (a
+    // domain with no walker inside frees them at once).
+    if (batch.unstamped >= options_.gather) {
+      StampLocked(batch);
+      const GracePeriods::ReaderScan scan = grace_->Scan();
+      frames_freed_inline_.fetch_add(
+          FreeCoveredLocked(batch,
+                            [&scan](const Pending& p) {
+                              return scan.Elapsed(p.domain, p.cookie);
+                            }),
+          std::memory_order_relaxed);
+    }
+    left_behind = !batch.frames.empty();
+    over_capacity = batch.frames.size() > options_.queue_capacity;
+  }
+  if (over_capacity || pending_frames() > max_pending_) {
+    // Too much deferred: the caller pays now. It holds the domain's lock,
+    // which no pCPU needs to reach an interrupt window.
+    fallbacks_.fetch_add(1, std::memory_order_relaxed);
+    ExpediteAll();
     return;
   }
-  // Too much deferred: the caller pays for this domain's queue now. It
-  // holds the domain's lock, which no pCPU needs to reach an interrupt
-  // window.
-  ++fallbacks_;
-  FreeExpeditedLocked(domain, TakeQueueLocked(domain), lock);
-}
-
-void DeferredRetirer::FreeExpeditedLocked(DomainId domain,
-                                          std::vector<Mfn> batch,
-                                          std::unique_lock<std::mutex>& lock)
-    ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  if (batch.empty()) return;
-  const uint64_t id = next_batch_id_++;
-  auto it = in_flight_.emplace(id, InFlight{domain, std::move(batch)}).first;
-  lock.unlock();
-  grace_->SynchronizeExpedited(domain);
-  lock.lock();
-  ++grace_periods_;
-  it = in_flight_.find(id);
-  FreeAll(it->second.frames);
-  pending_ -= it->second.frames.size();
-  in_flight_.erase(it);
-  batch_done_.notify_all();
-}
-
-uint64_t DeferredRetirer::Reclaim() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  reclaiming_.fetch_add(1, std::memory_order_release);
-  std::unique_lock<std::mutex> lock(mu_.native());
-  const uint64_t freed_before = frames_freed_;
-  // Batches begun before this call: the reclaimer's are on their way.
-  const uint64_t older_than = next_batch_id_;
-  while (!queues_.empty()) {
-    const DomainId domain = queues_.begin()->first;
-    FreeExpeditedLocked(domain, TakeQueueLocked(domain), lock);
+  if (left_behind && !armed_.exchange(true, std::memory_order_seq_cst)) {
+    MutexLock lock(&reclaimer_mu_);
+    reclaimer_armed_ = true;
+    reclaimer_wake_.Signal();
   }
-  batch_done_.wait(lock, [&] {
-    for (const auto& [id, unused] : in_flight_) {
-      if (id < older_than) return false;
+}
+
+void DeferredRetirer::StampLocked(Batch& batch) {
+  if (batch.unstamped == 0) return;
+  // Taken under the batch's lock, so after every pushed frame's unhook and
+  // flush (they happened before their Retire() released this lock).
+  const uint64_t cookie = grace_->GetState();
+  for (auto it = batch.frames.rbegin();
+       it != batch.frames.rend() && it->cookie == 0; ++it) {
+    it->cookie = cookie;
+  }
+  batch.unstamped = 0;
+}
+
+DeferredRetirer::Waits DeferredRetirer::PendingWaits(DomainId only) {
+  Waits waits;
+  for (int i = 0; i < batch_count_; ++i) {
+    MutexLock lock(&batches_[i].mu);
+    StampLocked(batches_[i]);
+    for (const Pending& p : batches_[i].frames) {
+      if (only.value() != 0 && p.domain != only) continue;
+      uint64_t& newest = waits[p.domain];
+      newest = std::max(newest, p.cookie);
     }
-    return true;
-  });
-  const uint64_t freed = frames_freed_ - freed_before;
-  if (freed > 0) ++reclaims_;
+  }
+  return waits;
+}
+
+namespace {
+
+// Whether a grace period that waited for `waits` covers `p`: its domain's
+// sections older than a cookie at least as new as its own. Frames retired
+// after the waits were taken are unstamped (cookie 0) or newer: never.
+auto CoveredBy(const absl::flat_hash_map<DomainId, uint64_t>& waits) {
+  return [&waits](const auto& p) {
+    if (p.cookie == 0) return false;
+    auto it = waits.find(p.domain);
+    return it != waits.end() && p.cookie <= it->second;
+  };
+}
+
+std::vector<std::pair<DomainId, uint64_t>> AsVector(
+    const absl::flat_hash_map<DomainId, uint64_t>& waits) {
+  return {waits.begin(), waits.end()};
+}
+
+}  // namespace
+
+uint64_t DeferredRetirer::ExpediteAll() {
+  const Waits waits = PendingWaits();
+  for (const auto& [domain, newest] : waits) {
+    grace_->SynchronizeExpedited(domain);
+    grace_periods_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Each expedited grace period waited for every section of its domain
+  // open when it began, so for every frame queued before PendingWaits.
+  return FreeCovered(CoveredBy(waits));
+}
+
+uint64_t DeferredRetirer::Reclaim() {
+  reclaiming_.fetch_add(1, std::memory_order_release);
+  // Every free meanwhile counts, a concurrent reclaimer's too: the caller
+  // only wants to know whether allocating again is worth it.
+  const uint64_t freed_before = frames_freed();
+  ExpediteAll();
+  const uint64_t freed = frames_freed() - freed_before;
+  if (freed > 0) reclaims_.fetch_add(1, std::memory_order_relaxed);
   reclaiming_.fetch_sub(1, std::memory_order_release);
   return freed;
 }
 
-std::vector<Mfn> DeferredRetirer::TakeQueueLocked(DomainId domain) {
-  auto it = queues_.find(domain);
-  if (it == queues_.end()) return {};
-  std::vector<Mfn> batch = std::move(it->second);
-  queues_.erase(it);
-  return batch;
-}
-
-void DeferredRetirer::FreeAll(const std::vector<Mfn>& frames)
-    ABSL_NO_THREAD_SAFETY_ANALYSIS {  // REQUIRES: mu_ (audit consistency).
-  for (Mfn mfn : frames) allocator_->Free(mfn);
-  frames_freed_ += frames.size();
-}
-
-void DeferredRetirer::Drain(DomainId domain) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  std::unique_lock<std::mutex> lock(mu_.native());
-  std::vector<Mfn> batch = TakeQueueLocked(domain);
-  // Nothing queued: no grace period to wait for (a domain whose policy
-  // frees at once, or one the reclaimer has already emptied).
-  if (!batch.empty()) {
-    const uint64_t id = next_batch_id_++;
-    in_flight_.emplace(id, InFlight{domain, batch});
-    lock.unlock();
-    grace_->Synchronize(domain);
-    lock.lock();
-    ++grace_periods_;
-    FreeAll(batch);
-    pending_ -= batch.size();
-    in_flight_.erase(id);
-    batch_done_.notify_all();
-  }
-  // Batches of this domain the reclaimer holds must finish too.
-  batch_done_.wait(lock, [&] {
-    for (const auto& [unused, b] : in_flight_) {
-      if (b.domain == domain) return false;
+void DeferredRetirer::Drain(DomainId domain) {
+  // Nothing pending: no grace period to wait for (a domain whose policy
+  // frees at once, or one already reclaimed). Frames of `domain` retired
+  // meanwhile (none, once it is dying) are taken by the next round.
+  for (Waits waits = PendingWaits(domain); !waits.empty();
+       waits = PendingWaits(domain)) {
+    if (grace_->CondSynchronizeAll(AsVector(waits))) {
+      grace_periods_.fetch_add(1, std::memory_order_relaxed);
     }
-    return true;
-  });
+    FreeCovered(CoveredBy(waits));
+  }
 }
 
-void DeferredRetirer::ReclaimLoop() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  std::unique_lock<std::mutex> lock(mu_.native());
+void DeferredRetirer::ReclaimLoop() {
   for (;;) {
-    work_.wait(lock, [&] { return stop_ || !queues_.empty(); });
-    if (queues_.empty() && stop_) return;
-    // One batch per domain that has work: each costs one grace period.
-    std::vector<std::pair<uint64_t, DomainId>> batches;
-    while (!queues_.empty()) {
-      const DomainId domain = queues_.begin()->first;
-      const uint64_t id = next_batch_id_++;
-      in_flight_.emplace(id, InFlight{domain, TakeQueueLocked(domain)});
-      batches.emplace_back(id, domain);
+    bool stopping;
+    {
+      MutexLock lock(&reclaimer_mu_);
+      while (!reclaimer_armed_ && !stop_) reclaimer_wake_.Wait(&reclaimer_mu_);
+      reclaimer_armed_ = false;
+      // Let the updaters reclaim inline first; frames still pending after
+      // the delay belong to domains gone quiet.
+      const auto deadline =
+          std::chrono::steady_clock::now() + options_.reclaimer_delay;
+      while (!stop_ && std::chrono::steady_clock::now() < deadline) {
+        reclaimer_wake_.WaitFor(&reclaimer_mu_,
+                                deadline - std::chrono::steady_clock::now());
+      }
+      stopping = stop_;
     }
-    for (const auto& [id, domain] : batches) {
-      lock.unlock();
-      grace_->Synchronize(domain);
-      lock.lock();
-      ++grace_periods_;
-      auto it = in_flight_.find(id);
-      FreeAll(it->second.frames);
-      pending_ -= it->second.frames.size();
-      in_flight_.erase(it);
+    // Retire() calls from now on arm the reclaimer again; what they queued
+    // before is in the waits below.
+    armed_.store(false, std::memory_order_seq_cst);
+    const Waits waits = PendingWaits();
+    if (!waits.empty()) {
+      if (grace_->CondSynchronizeAll(AsVector(waits))) {
+        grace_periods_.fetch_add(1, std::memory_order_relaxed);
+      }
+      FreeCovered(CoveredBy(waits));
     }
-    batch_done_.notify_all();
+    if (stopping) {
+      if (pending_frames() == 0) return;
+      MutexLock lock(&reclaimer_mu_);
+      reclaimer_armed_ = true;  // Another round, until nothing is left.
+    }
   }
-}
-
-uint64_t DeferredRetirer::pending_frames() const {
-  MutexLock lock(&mu_);
-  return pending_;
 }
 
 uint64_t DeferredRetirer::PendingFramesOf(DomainId domain) const {
-  MutexLock lock(&mu_);
   uint64_t n = 0;
-  if (auto it = queues_.find(domain); it != queues_.end()) n += it->second.size();
-  for (const auto& [id, batch] : in_flight_) {
-    if (batch.domain == domain) n += batch.frames.size();
+  for (int i = 0; i < batch_count_; ++i) {
+    MutexLock lock(&batches_[i].mu);
+    for (const Pending& p : batches_[i].frames) n += p.domain == domain;
   }
   return n;
 }
 
 absl::flat_hash_map<DomainId, uint64_t>
 DeferredRetirer::PendingFramesByDomain() const {
-  MutexLock lock(&mu_);
   absl::flat_hash_map<DomainId, uint64_t> n;
-  for (const auto& [domain, queue] : queues_) {
-    if (!queue.empty()) n[domain] += queue.size();
-  }
-  for (const auto& [id, batch] : in_flight_) {
-    if (!batch.frames.empty()) n[batch.domain] += batch.frames.size();
+  for (int i = 0; i < batch_count_; ++i) {
+    MutexLock lock(&batches_[i].mu);
+    for (const Pending& p : batches_[i].frames) ++n[p.domain];
   }
   return n;
 }
 
+// Holds every batch's lock at once, in index order: a frame moves from a
+// batch to the allocator only under its batch's lock, so pending and free
+// are one snapshot. (The analysis cannot name a lock per array element.)
 void DeferredRetirer::ForEachPending(absl::FunctionRef<void(Mfn)> fn,
-                                     absl::FunctionRef<void()> then) const {
-  MutexLock lock(&mu_);
-  for (const auto& [domain, queue] : queues_) {
-    for (Mfn m : queue) fn(m);
-  }
-  for (const auto& [id, batch] : in_flight_) {
-    for (Mfn m : batch.frames) fn(m);
+                                     absl::FunctionRef<void()> then) const
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  for (int i = 0; i < batch_count_; ++i) batches_[i].mu.Lock();
+  for (int i = 0; i < batch_count_; ++i) {
+    for (const Pending& p : batches_[i].frames) fn(p.mfn);
   }
   then();
-}
-
-uint64_t DeferredRetirer::grace_periods() const {
-  MutexLock lock(&mu_);
-  return grace_periods_;
-}
-
-uint64_t DeferredRetirer::fallbacks() const {
-  MutexLock lock(&mu_);
-  return fallbacks_;
-}
-
-uint64_t DeferredRetirer::reclaims() const {
-  MutexLock lock(&mu_);
-  return reclaims_;
-}
-
-uint64_t DeferredRetirer::frames_freed() const {
-  MutexLock lock(&mu_);
-  return frames_freed_;
+  for (int i = batch_count_ - 1; i >= 0; --i) batches_[i].mu.Unlock();
 }
 
 }  // namespace hvmm

@@ -49,6 +49,55 @@ bool GracePeriods::PollState(DomainId domain, uint64_t cookie) const {
   return cookie != 0 && OlderSectionsOf(domain, cookie).empty();
 }
 
+GracePeriods::ReaderScan GracePeriods::Scan() const {
+  HVMM_CHECK(clock_ != nullptr) << "polled grace periods need a SectionClock";
+  ReaderScan scan;
+  // As OpenSectionsOf: the fence orders every cookie taken before this
+  // call (by this thread, or by one this call synchronized with) before
+  // the reads of section state.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  scan.now_ = clock_->Now();
+  for (const Pcpu* p : pcpus_) {
+    if ((p->section_seq() & 1) == 0) continue;
+    scan.open_.push_back({p->section_domain(), p->section_entry()});
+  }
+  return scan;
+}
+
+bool GracePeriods::ReaderScan::Elapsed(DomainId domain,
+                                       uint64_t cookie) const {
+  if (cookie == 0 || cookie > now_) return false;
+  for (const Open& s : open_) {
+    if (s.domain == domain && s.entry < cookie) return false;
+  }
+  return true;
+}
+
+bool GracePeriods::CondSynchronizeAll(
+    absl::Span<const std::pair<DomainId, uint64_t>> waits) {
+  const auto start = std::chrono::steady_clock::now();
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  std::vector<OpenSection> older;
+  for (size_t i = 0; i < pcpus_.size(); ++i) {
+    const uint64_t seq = pcpus_[i]->section_seq();
+    if ((seq & 1) == 0) continue;
+    const DomainId domain = pcpus_[i]->section_domain();
+    const uint64_t entry = pcpus_[i]->section_entry();
+    for (const auto& [d, cookie] : waits) {
+      if (d == domain && (cookie == 0 || entry < cookie)) {
+        older.push_back({static_cast<int>(i), seq});
+        break;
+      }
+    }
+  }
+  if (older.empty()) {
+    polls_elapsed_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  WaitOut(older, start);
+  return true;
+}
+
 bool GracePeriods::CondSynchronize(DomainId domain, uint64_t cookie) {
   const auto start = std::chrono::steady_clock::now();
   const std::vector<OpenSection> older = OlderSectionsOf(domain, cookie);
@@ -93,7 +142,7 @@ int GracePeriods::WaitOut(const std::vector<OpenSection>& open,
     // cores, a waiter that stays runnable steals the core from the very
     // reader it waits for.
     for (int spins = 0; pcpus_[s.cpu]->section_seq() == s.seq; ++spins) {
-      if (spins > 256) std::this_thread::sleep_for(std::chrono::microseconds(20));
+      if (spins > 256) std::this_thread::yield();
     }
     waited_on_[s.cpu].fetch_sub(1, std::memory_order_release);
   }

@@ -27,9 +27,12 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <utility>
 #include <cstdint>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
+#include "absl/types/span.h"
 #include "base/log2_histogram.h"
 #include "cpu/cpu_mask.h"
 #include "cpu/pcpu.h"
@@ -61,6 +64,35 @@ class GracePeriods {
   // Unless PollState(domain, cookie): a grace period that waits only for the
   // sections of `domain` older than `cookie`. Returns whether it had to.
   bool CondSynchronize(DomainId domain, uint64_t cookie);
+
+  // What one pass over the pCPUs saw: answers PollState for many (domain,
+  // cookie) pairs at the price of one (the DeferredRetirer polls every
+  // pending batch of a CPU with one scan).
+  class ReaderScan {
+   public:
+    // Whether, when the scan ran, every section of `domain` that could
+    // have begun before `cookie` had closed. Cookie 0 is never elapsed, nor
+    // is a cookie taken after the scan began.
+    bool Elapsed(DomainId domain, uint64_t cookie) const;
+
+   private:
+    friend class GracePeriods;
+    struct Open {
+      DomainId domain;
+      uint64_t entry;  // The section's entry time (or an earlier one's).
+    };
+    uint64_t now_ = 0;  // The SectionClock at the scan.
+    absl::InlinedVector<Open, 8> open_;
+  };
+  // REQUIRES: the pCPUs share a SectionClock.
+  ReaderScan Scan() const;
+
+  // One grace period for many domains: returns once, for every (domain,
+  // cookie) in `waits`, every section of that domain older than the cookie
+  // has closed. Counts one grace period if it had to wait for anyone.
+  // Returns whether it had to.
+  bool CondSynchronizeAll(
+      absl::Span<const std::pair<DomainId, uint64_t>> waits);
 
   uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
   // Grace periods waiting for a reader right now (tests use it to know an

@@ -72,11 +72,11 @@ void VcpuRunQueue::RemoveDomain(DomainId domain) {
 }
 
 void VcpuRunQueue::AwaitNotRunning(DomainId domain) {
-  std::unique_lock<std::mutex> lock(mu_.native());
-  put_back_.wait(lock, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    auto it = running_.find(domain);
-    return it == running_.end() || it->second == 0;
-  });
+  MutexLock lock(&mu_);
+  for (auto it = running_.find(domain); it != running_.end() && it->second > 0;
+       it = running_.find(domain)) {
+    put_back_.Wait(&mu_);
+  }
 }
 
 void VcpuRunQueue::DropQueuedLocked(DomainId domain) {
@@ -108,7 +108,7 @@ void VcpuRunQueue::Push(std::unique_ptr<GuestVcpu> vcpu) {
     }
     if (!vcpu->stopped()) queue_.push_back(std::move(vcpu));
   }
-  put_back_.notify_all();
+  put_back_.SignalAll();
   // A dropped vCPU (stopped) is destroyed here, outside the lock.
 }
 

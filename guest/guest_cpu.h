@@ -37,7 +37,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -136,7 +135,7 @@ class VcpuRunQueue {
   uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
   // Per domain, its vCPUs popped and not yet put back.
   absl::flat_hash_map<DomainId, int> running_ ABSL_GUARDED_BY(mu_);
-  std::condition_variable put_back_;
+  CondVar put_back_;
 };
 
 enum class ViolationKind : uint8_t { kExistence, kCoherence };

@@ -132,7 +132,7 @@ void Host::RunTranslate(Pcpu& self, TranslateJob& job) {
     job.result = {walk, self.id()};
     job.done = true;
   }
-  job.done_cv.notify_all();
+  job.done_cv.SignalAll();
 }
 
 void Host::NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame) {
@@ -239,20 +239,20 @@ absl::StatusOr<Translation> Host::Translate(DomainId domain, VcpuId vcpu,
     queues_[cpu]->jobs.push_back(job);
   }
   engine_->pcpus()[cpu]->Kick();
-  std::unique_lock<std::mutex> lock(job->mu.native());
-  auto done = [&job]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return job->done; };
-  if (deadline == absl::InfiniteFuture()) {
-    job->done_cv.wait(lock, done);
-  } else if (!job->done_cv.wait_until(lock, absl::ToChronoTime(deadline),
-                                      done)) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "pCPU ", cpu, " did not walk 0x", absl::Hex(va.value()),
-        " for domain ", domain.value(), " before the deadline"));
+  MutexLock lock(&job->mu);
+  const auto chrono_deadline = absl::ToChronoTime(deadline);
+  while (!job->done) {
+    if (deadline == absl::InfiniteFuture()) {
+      job->done_cv.Wait(&job->mu);
+    } else if (!job->done_cv.WaitUntil(&job->mu, chrono_deadline) &&
+               !job->done) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "pCPU ", cpu, " did not walk 0x", absl::Hex(va.value()),
+          " for domain ", domain.value(), " before the deadline"));
+    }
   }
-  if ([&job]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return job->cancelled; }()) {
-    return DrainingError();
-  }
-  return [&job]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return job->result; }();
+  if (job->cancelled) return DrainingError();
+  return job->result;
 }
 
 absl::Status Host::StartWorkload(DomainId domain,
@@ -376,7 +376,7 @@ absl::Status Host::Shutdown() {
         job->cancelled = true;
         job->done = true;
       }
-      job->done_cv.notify_all();
+      job->done_cv.SignalAll();
     }
     q->jobs.clear();
   }

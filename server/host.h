@@ -23,7 +23,6 @@
 #define HVMM_SERVER_HOST_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -174,7 +173,7 @@ class Host {
     // Locks are hvmm::Mutex (std::mutex): the system's Abseil is not
     // instrumented for TSan.
     Mutex mu;
-    std::condition_variable done_cv;
+    CondVar done_cv;
     bool done ABSL_GUARDED_BY(mu) = false;
     bool cancelled ABSL_GUARDED_BY(mu) = false;  // The host shut down.
     Translation result ABSL_GUARDED_BY(mu);
