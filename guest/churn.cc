@@ -1,6 +1,7 @@
 #include "guest/churn.h"
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -309,6 +310,7 @@ absl::Status Churn::Step(absl::Span<const int> mine,
   const Vaddr va = random_va();
   const uint64_t room = window - (va.value() - kWindowBase) / kPageSize;
   const Op op = PickOp(rng);
+  const auto start = std::chrono::steady_clock::now();
   bool done = false;
   switch (op) {
     case Op::kMap:
@@ -381,6 +383,11 @@ absl::Status Churn::Step(absl::Span<const int> mine,
       break;
   }
   (done ? stats_.done : stats_.skipped)[static_cast<int>(op)].fetch_add(1);
+  stats_.op_ns[static_cast<int>(op)].fetch_add(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::steady_clock::now() - start)
+          .count(),
+      std::memory_order_relaxed);
   stats_.ops.fetch_add(1);
   return absl::OkStatus();
 }

@@ -123,6 +123,9 @@ struct UpdaterStats {
   std::atomic<uint64_t> skipped[kOpCount] = {};
   // Former page tables that took another type (every path).
   std::atomic<uint64_t> retypes{0};
+  // Per Op: wall time spent in Step() (done or skipped), in ns: where an
+  // updater's time goes under each policy (bench/updater_benchmark).
+  std::atomic<uint64_t> op_ns[kOpCount] = {};
 };
 
 class Churn {
