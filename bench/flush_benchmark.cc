@@ -13,6 +13,7 @@
 #include "benchmark/benchmark.h"
 #include "cpu/testing/pcpu_set.h"
 #include "flush/flush_backends.h"
+#include "flush/flush_batcher.h"
 
 namespace hvmm {
 namespace {

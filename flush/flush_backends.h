@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "cpu/pcpu.h"
-#include "flush/flush_batcher.h"
+#include "flush/flush_backend.h"
 
 namespace hvmm {
 

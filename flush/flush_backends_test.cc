@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "flush/flush_batcher.h"
 #include "gtest/gtest.h"
 
 namespace hvmm {

@@ -34,7 +34,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/types/span.h"
 #include "base/log2_histogram.h"
-#include "cpu/cpu_mask.h"
+#include "base/cpu_mask.h"
 #include "cpu/pcpu.h"
 #include "mm/types.h"
 

@@ -14,6 +14,9 @@
 //             FrameAllocator::Shard::mu  one shard at a time (audit: all)
 //               FrameAllocator::pool_mu_
 //
+// The whole tree, with every other lock and every blocking wait (IPI waits
+// under a domain lock included): docs/LOCKS.md.
+//
 // Domain::mu_ protects every PageInfo field of the frames the domain owns
 // (see page_info.h), and the domain's own fields below. Walkers take no lock:
 // they read base pointers and entries with acquire loads.
@@ -32,7 +35,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "base/mutex.h"
-#include "cpu/cpu_mask.h"
+#include "base/cpu_mask.h"
 #include "mm/frame_table.h"
 #include "mm/types.h"
 #include "mm/walker.h"

@@ -24,7 +24,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "cpu/cpu_mask.h"
+#include "base/cpu_mask.h"
 #include "flush/flush_policy.h"
 #include "tests/torture/torture_rig.h"
 

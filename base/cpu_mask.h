@@ -5,8 +5,8 @@
 //   m.Set(3);
 //   m |= other;
 //   m.ForEach([](int cpu) { ... });
-#ifndef HVMM_CPU_CPU_MASK_H_
-#define HVMM_CPU_CPU_MASK_H_
+#ifndef HVMM_BASE_CPU_MASK_H_
+#define HVMM_BASE_CPU_MASK_H_
 
 #include <bitset>
 #include <cstddef>
@@ -58,4 +58,4 @@ class CpuMask {
 
 }  // namespace hvmm
 
-#endif  // HVMM_CPU_CPU_MASK_H_
+#endif  // HVMM_BASE_CPU_MASK_H_
