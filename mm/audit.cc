@@ -81,7 +81,8 @@ class Auditor {
     }
   }
 
-  void CheckDomainFrames(const Domain& d) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  void CheckDomainFrames(const Domain& d) {
+    d.mu().AssertHeld();  // The audit holds every domain's lock.
     const std::vector<Mfn>& owned = d.owned_frames_locked();
     if (owned.size() > d.max_pages()) {
       Fail(absl::StrFormat("domain %u owns %u frames over max_pages %u",
@@ -104,7 +105,8 @@ class Auditor {
   }
 
   // Recomputes every count of the domain's frames from its references.
-  void CheckDomainCounts(const Domain& d) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  void CheckDomainCounts(const Domain& d) {
+    d.mu().AssertHeld();  // The audit holds every domain's lock.
     const uint32_t id = d.id().value();
     absl::flat_hash_map<uint64_t, std::pair<uint32_t, uint32_t>> expected;
     for (Mfn mfn : d.owned_frames_locked()) expected[mfn.value()] = {1, 0};

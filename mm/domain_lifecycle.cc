@@ -128,8 +128,10 @@ absl::StatusOr<uint8_t> MemoryManager::SetFlushPolicy(DomainId id,
   if (absl::Status s = hooks_->CheckPolicyTag(tag); !s.ok()) return s;
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
-  const uint8_t previous = (*d)->flush_policy();
-  (*d)->SetFlushPolicyLocked(tag);
+  Domain& domain = **d;
+  domain.mu().AssertHeld();  // Held by the LockedDomain.
+  const uint8_t previous = domain.flush_policy();
+  domain.SetFlushPolicyLocked(tag);
   return previous;
 }
 
@@ -137,6 +139,7 @@ absl::StatusOr<DomainInfo> MemoryManager::GetDomainInfo(DomainId id) const {
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
   const Domain& domain = **d;
+  domain.mu().AssertHeld();  // Held by the LockedDomain.
   DomainInfo info;
   info.id = domain.id();
   info.name = domain.name();

@@ -113,6 +113,7 @@ absl::StatusOr<MemoryManager::LockedDomain> MemoryManager::Lock(
   std::shared_ptr<Domain> d = FindDomain(domain);
   if (d == nullptr) return UnknownDomainError(domain);
   LockedDomain locked(std::move(d));
+  locked->mu().AssertHeld();  // Just taken by `locked`.
   if (locked->dying_locked()) return UnknownDomainError(domain);
   return locked;
 }
@@ -164,8 +165,10 @@ absl::StatusOr<std::vector<Mfn>> MemoryManager::IncreaseReservation(
   if (absl::Status s = CheckBatchSize(count, "frames"); !s.ok()) return s;
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
+  Domain& domain = **d;
+  domain.mu().AssertHeld();  // Held by the LockedDomain.
   std::vector<Mfn> frames;
-  absl::StatusOr<uint32_t> stamp = AllocateIntoLocked(**d, count, &frames);
+  absl::StatusOr<uint32_t> stamp = AllocateIntoLocked(domain, count, &frames);
   if (!stamp.ok()) return stamp.status();
   return frames;
 }
@@ -179,6 +182,7 @@ absl::Status MemoryManager::DecreaseReservation(DomainId id,
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
   Domain& domain = **d;
+  domain.mu().AssertHeld();  // Held by the LockedDomain.
   absl::flat_hash_set<Mfn> seen;
   for (Mfn mfn : frames) {
     if (absl::Status s = CheckFrameOwned(*table_, mfn, id); !s.ok()) return s;
@@ -207,26 +211,30 @@ absl::Status MemoryManager::PinTable(DomainId id, Mfn mfn, Level level) {
   }
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
-  TypeTransaction txn = NewTransaction(**d, TypeTransaction::Mode::kStaged);
+  Domain& domain = **d;
+  domain.mu().AssertHeld();  // Held by the LockedDomain.
+  TypeTransaction txn = NewTransaction(domain, TypeTransaction::Mode::kStaged);
   if (absl::Status s = txn.CheckOwned(mfn); !s.ok()) return s;
   if (table_->info(mfn).has(kPagePinned)) return DoublePinError(mfn);
   if (absl::Status s = txn.GetPageAndType(mfn, TableTypeFor(level)); !s.ok()) {
     return s;  // txn aborts.
   }
   txn.SetPinned(mfn, true);
-  CommitLocked(**d, txn);
+  CommitLocked(domain, txn);
   return absl::OkStatus();
 }
 
 absl::Status MemoryManager::UnpinTable(DomainId id, Mfn mfn) {
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
-  TypeTransaction txn = NewTransaction(**d, TypeTransaction::Mode::kStaged);
+  Domain& domain = **d;
+  domain.mu().AssertHeld();  // Held by the LockedDomain.
+  TypeTransaction txn = NewTransaction(domain, TypeTransaction::Mode::kStaged);
   if (absl::Status s = txn.CheckOwned(mfn); !s.ok()) return s;
   if (!table_->info(mfn).has(kPagePinned)) return NotPinnedError(mfn);
   txn.SetPinned(mfn, false);
   txn.PutPageAndType(mfn);
-  CommitLocked(**d, txn);
+  CommitLocked(domain, txn);
   return absl::OkStatus();
 }
 
@@ -235,6 +243,7 @@ absl::Status MemoryManager::SetBasePointer(DomainId id, VcpuId vcpu,
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
   Domain& domain = **d;
+  domain.mu().AssertHeld();  // Held by the LockedDomain.
   if (vcpu.value() >= domain.vcpus()) {
     return UnknownVcpuError(id, vcpu, domain.vcpus());
   }
@@ -263,7 +272,9 @@ absl::Status MemoryManager::MmuUpdate(DomainId id,
   }
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
-  TypeTransaction txn = NewTransaction(**d, TypeTransaction::Mode::kStaged);
+  Domain& domain = **d;
+  domain.mu().AssertHeld();  // Held by the LockedDomain.
+  TypeTransaction txn = NewTransaction(domain, TypeTransaction::Mode::kStaged);
   for (size_t i = 0; i < updates.size(); ++i) {
     const EntryUpdate& u = updates[i];
     // Errors name the update of the batch that failed.
@@ -294,7 +305,7 @@ absl::Status MemoryManager::MmuUpdate(DomainId id,
   }
   // Removals, flush, retype safety, then the new entries (CommitLocked):
   // Xen applies each update in turn; a batch keeps that order as a whole.
-  CommitLocked(**d, txn);
+  CommitLocked(domain, txn);
   return absl::OkStatus();
 }
 
@@ -318,6 +329,7 @@ absl::StatusOr<MapRangeResult> MemoryManager::MapRange(DomainId id,
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
   Domain& domain = **d;
+  domain.mu().AssertHeld();  // Held by the LockedDomain.
   absl::StatusOr<Mfn> root = RangeRootLocked(domain);
   if (!root.ok()) return root.status();
   absl::StatusOr<uint64_t> tables =
@@ -349,6 +361,7 @@ absl::StatusOr<UnmapRangeResult> MemoryManager::UnmapRange(DomainId id,
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
   Domain& domain = **d;
+  domain.mu().AssertHeld();  // Held by the LockedDomain.
   absl::StatusOr<Mfn> root = RangeRootLocked(domain);
   if (!root.ok()) return root.status();
   // Unhook the entries and drop their references; CommitLocked then
@@ -367,6 +380,7 @@ absl::StatusOr<WalkResult> MemoryManager::Walk(DomainId id, VcpuId vcpu,
   absl::StatusOr<LockedDomain> d = Lock(id);
   if (!d.ok()) return d.status();
   const Domain& domain = **d;
+  domain.mu().AssertHeld();  // Held by the LockedDomain.
   if (vcpu.value() >= domain.vcpus()) {
     return UnknownVcpuError(id, vcpu, domain.vcpus());
   }
@@ -429,7 +443,8 @@ FrameCensus MemoryManager::CountOwnedFrames() const {
   return census;
 }
 
-absl::Status MemoryManager::Audit() const {
+// Locks every domain, in id order: a lock count the analysis cannot follow.
+absl::Status MemoryManager::Audit() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
   ReaderMutexLock registry_lock(&domains_mu_);
   std::vector<const Domain*> domains;
   for (const auto& [id, d] : domains_) domains.push_back(d.get());

@@ -211,6 +211,7 @@ std::optional<Mfn> TypeTransaction::ReadBasePointer(VcpuId vcpu) const {
 }
 
 void TypeTransaction::WriteBasePointer(VcpuId vcpu, std::optional<Mfn> root) {
+  domain_->mu().AssertHeld();  // For the transaction's life (the contract).
   HVMM_CHECK(phase_ == Phase::kOpen && vcpu.value() < domain_->vcpus());
   if (mode_ == Mode::kWriteThrough) {
     removed_mappings_ =
@@ -224,6 +225,7 @@ void TypeTransaction::WriteBasePointer(VcpuId vcpu, std::optional<Mfn> root) {
 }
 
 void TypeTransaction::PublishRemovals() {
+  domain_->mu().AssertHeld();  // For the transaction's life (the contract).
   HVMM_CHECK(phase_ == Phase::kOpen) << "PublishRemovals called twice";
   phase_ = Phase::kRemovalsPublished;
   const uint32_t now = clock_->Now();
@@ -270,6 +272,7 @@ void TypeTransaction::PublishRemovals() {
 }
 
 void TypeTransaction::PublishAdditions() {
+  domain_->mu().AssertHeld();  // For the transaction's life (the contract).
   HVMM_CHECK(phase_ == Phase::kRemovalsPublished)
       << "PublishAdditions before PublishRemovals";
   phase_ = Phase::kDone;

@@ -8,6 +8,9 @@ set -euo pipefail
 PACKAGES=(
   bazel-bootstrap
   g++
+  clang
+  liburcu-dev
+  gnuplot-nox
   pkg-config
   python3
   libabsl-dev

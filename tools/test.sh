@@ -2,12 +2,20 @@
 # The full test suite, as CI runs it: install -> build -> test -> summary.
 #
 # Usage: tools/test.sh
-#   HVMM_SANITIZERS=0 tools/test.sh   skips the ASan/TSan passes (quicker)
+#   HVMM_SANITIZERS=0 tools/test.sh   skips the ASan/TSan/clang passes (quicker)
 #
 # Passes:
 #   1. bazel test //...                          every test, optimized build
 #   2. bazel test --config=asan <core targets>   AddressSanitizer
 #   3. bazel test --config=tsan <core targets>   ThreadSanitizer
+#   4. bazel test --config=tsa //...             clang, -Werror=thread-safety:
+#                                                the lock contracts are checked
+#                                                at compile time, and every test
+#                                                runs on the clang build. In an
+#                                                output base of its own
+#                                                (HVMM_TSA_OUTPUT_BASE), so the
+#                                                compiler switch never discards
+#                                                the gcc builds.
 # The core targets (mm, flush, cpu, grace, guest) link no gRPC: uninstrumented
 # system gRPC (and Abseil's mutexes) make TSan report false races. So TSan
 # runs the core and the daemon's Host (//server:host_test, no gRPC); ASan
@@ -30,19 +38,32 @@ trap 'rm -rf "$work"' EXIT
 summary_args=()
 overall_rc=0
 
-# run_pass NAME [bazel test args...]
+# The clang pass's own Bazel server and cache.
+TSA_BAZEL=(bazel "--output_base=${HVMM_TSA_OUTPUT_BASE:-$HOME/.cache/hvmm-tsa}")
+BAZEL=(bazel)
+
+# run_pass NAME [bazel test args...]; BAZEL (an array) is the bazel command.
 run_pass() {
   local name=$1
   shift
-  echo "=== tools/test.sh: pass '$name': bazel test $*"
-  bazel test --keep_going --test_summary=short "$@" 2>&1 | tee "$work/$name.log"
+  local bazel_cmd=("${BAZEL[@]}")
+  echo "=== tools/test.sh: pass '$name': ${bazel_cmd[*]} test $*"
+  "${bazel_cmd[@]}" test --keep_going --test_summary=short "$@" 2>&1 |
+    tee "$work/$name.log"
   local rc=${PIPESTATUS[0]}
-  [ "$rc" -eq 0 ] || overall_rc=1
+  if [ "$rc" -ne 0 ]; then
+    overall_rc=1
+    # A pass that failed with no failing test to show for it (a library or
+    # binary that did not compile, say a thread-safety error) still counts.
+    grep -qE '^//\S+\s+(\(cached\)\s+)?(FAILED|TIMEOUT|NO STATUS|INCOMPLETE)' \
+      "$work/$name.log" ||
+      echo "//:pass_$name FAILED TO BUILD (bazel exit $rc)" >> "$work/$name.log"
+  fi
   # Passes may share a testlogs directory (asan and tsan are both k8-dbg):
   # keep this pass's results before the next one overwrites them.
   local configs=() arg testlogs
   for arg in "$@"; do [[ $arg == --config=* ]] && configs+=("$arg"); done
-  testlogs=$(bazel info "${configs[@]}" bazel-testlogs 2>/dev/null)
+  testlogs=$("${bazel_cmd[@]}" info "${configs[@]}" bazel-testlogs 2>/dev/null)
   mkdir -p "$work/$name.testlogs"
   [ -d "$testlogs" ] && cp -rL "$testlogs/." "$work/$name.testlogs/" 2>/dev/null
   summary_args+=("$work/$name.log" "$work/$name.testlogs")
@@ -52,6 +73,12 @@ run_pass all //...
 if [ "${HVMM_SANITIZERS:-1}" != "0" ]; then
   run_pass asan --config=asan "${SANITIZER_TARGETS[@]}" "${ASAN_ONLY_TARGETS[@]}"
   run_pass tsan --config=tsan "${SANITIZER_TARGETS[@]}"
+  # One Bazel server at a time on a 2-core machine.
+  bazel shutdown >/dev/null 2>&1
+  BAZEL=("${TSA_BAZEL[@]}")
+  run_pass tsa --config=tsa --symlink_prefix=/ //...
+  BAZEL=(bazel)
+  "${TSA_BAZEL[@]}" shutdown >/dev/null 2>&1
 fi
 
 if [ "${CI:-}" = "true" ]; then bazel shutdown >/dev/null 2>&1; fi
