@@ -1,7 +1,18 @@
-// Read-side cost and grace-period latency.
+// Read-side cost and grace-period latency, against liburcu's.
 //
 //   bazel run -c opt //bench:grace_benchmark
+//
+// The BM_Urcu* cases run the same shapes on liburcu's urcu-memb flavour
+// (liburcu-dev; membarrier-based, the one closest to hvmm's sections):
+// reader threads looping over 2 us read-side critical sections, and the
+// benchmark thread calling urcu_memb_synchronize_rcu(). Compare
+// BM_Synchronize/pcpus:N/readers:1 with BM_UrcuSynchronize/readers:N/busy:1
+// within one run (docs/PERFORMANCE.md).
+#include <urcu/urcu-memb.h>
+
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -92,6 +103,62 @@ void Shapes(benchmark::internal::Benchmark* b) {
   }
   b->UseRealTime();
 }
+// liburcu (urcu-memb): `n` reader threads, each looping over 2 us read-side
+// critical sections (busy=1) or registered and idle (busy=0).
+class UrcuReaders {
+ public:
+  UrcuReaders(int n, bool busy) {
+    for (int i = 0; i < n; ++i) {
+      threads_.emplace_back([this, busy] {
+        urcu_memb_register_thread();
+        registered_.fetch_add(1);
+        while (!stop_.load(std::memory_order_relaxed)) {
+          if (!busy) {
+            std::this_thread::yield();
+            continue;
+          }
+          urcu_memb_read_lock();
+          SpinFor(2000);
+          urcu_memb_read_unlock();
+        }
+        urcu_memb_unregister_thread();
+      });
+    }
+    while (registered_.load() < n) std::this_thread::yield();
+  }
+  ~UrcuReaders() {
+    stop_.store(true);
+    for (std::thread& t : threads_) t.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int> registered_{0};
+  std::vector<std::thread> threads_;
+};
+
+void BM_UrcuSynchronize(benchmark::State& state) {
+  UrcuReaders readers(static_cast<int>(state.range(0)), state.range(1) != 0);
+  for (auto _ : state) urcu_memb_synchronize_rcu();
+}
+BENCHMARK(BM_UrcuSynchronize)
+    ->ArgNames({"readers", "busy"})
+    ->ArgsProduct({{2, 8}, {0, 1}})
+    ->UseRealTime();
+
+// What a liburcu reader pays per critical section (compare
+// BM_ReadSectionEnterExitClocked).
+void BM_UrcuReadLockUnlock(benchmark::State& state) {
+  urcu_memb_register_thread();
+  for (auto _ : state) {
+    urcu_memb_read_lock();
+    benchmark::ClobberMemory();
+    urcu_memb_read_unlock();
+  }
+  urcu_memb_unregister_thread();
+}
+BENCHMARK(BM_UrcuReadLockUnlock);
+
 BENCHMARK(BM_Synchronize)->Apply(Shapes);
 BENCHMARK(BM_SynchronizeExpedited)->Apply(Shapes);
 BENCHMARK(BM_PollUntilElapsed)->Apply(Shapes);

@@ -14,13 +14,24 @@ issue asks that five runs agree within +-10%).
   bazel build -c opt //bench:updater_benchmark
   bench/policy_ratios.py --runs=5 --repetitions=3 --pcpus=2,8 [--json=OUT]
 
+With --chart=FILE.svg it also draws updater throughput against pCPUs per
+policy (the median over runs; log scales; a policy's point is marked where
+the oracle counted violations) with gnuplot (Debian's gnuplot-nox).
+--from-json=FILE redraws a chart from a --json file without running:
+
+  bench/policy_ratios.py --runs=3 --pcpus=1,2,4,8,16 \
+      --json=docs/perf/updater_throughput.json \
+      --chart=docs/perf/updater_throughput.svg
+
 Only the figures of one invocation compare with each other.
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 POLICIES = {0: "ipi", 1: "unsafe", 2: "force-ipi", 3: "rcu"}
 RATIOS = [("rcu", "unsafe", 0.90), ("rcu", "force-ipi", 1.0)]
@@ -49,6 +60,56 @@ def run_once(binary, pcpus, repetitions, min_time):
     return {k: statistics.median(v) for k, v in samples.items()}, violations
 
 
+def draw_chart(runs, pcpus, path, title):
+    """Median ops/s over runs, per policy and pCPU count, as an SVG."""
+    policies = list(POLICIES.values())
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "ops.dat")
+        marks = os.path.join(tmp, "violations.dat")
+        with open(data, "w") as f, open(marks, "w") as m:
+            f.write("# pcpus " + " ".join(policies) + "\n")
+            for p in pcpus:
+                row = [p]
+                for policy in policies:
+                    ops = statistics.median(r["medians"][(policy, p)]
+                                            for r in runs)
+                    row.append(ops)
+                    if sum(r["violations"].get((policy, p), 0) for r in runs):
+                        m.write(f"{p} {ops}\n")
+                f.write(" ".join(str(v) for v in row) + "\n")
+            m.write("\n")
+        plots = [f"'{data}' using 1:{i + 2} with linespoints lw 2 pt 7 "
+                 f"title '{policy}'" for i, policy in enumerate(policies)]
+        plots.append(f"'{marks}' using 1:2 with points pt 2 ps 3 lw 2 "
+                     "lc rgb 'red' title 'oracle counted violations'")
+        script = "\n".join([
+            "set terminal svg size 820,520 dynamic font 'sans,12'",
+            f"set output '{path}'",
+            f"set title '{title}'",
+            "set logscale x 2", "set logscale y 10",
+            "set xtics (" + ", ".join(str(p) for p in pcpus) + ")",
+            "set xlabel 'simulated pCPUs'",
+            "set ylabel 'updater ops/s (log scale)'",
+            "set key outside right top", "set grid",
+            "plot " + ", ".join(plots), ""])
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+def load_json(path):
+    """The runs a --json file holds, as run_once returns them."""
+    runs = []
+    for r in json.load(open(path)):
+        medians, violations = {}, {}
+        for key, v in r["medians"].items():
+            policy, p = key.rsplit("@", 1)
+            medians[(policy, int(p))] = v
+        for key, v in r.get("violations", {}).items():
+            policy, p = key.rsplit("@", 1)
+            violations[(policy, int(p))] = v
+        runs.append({"medians": medians, "violations": violations})
+    return runs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,8 +119,17 @@ def main():
     ap.add_argument("--min-time", type=float, default=2.0)
     ap.add_argument("--pcpus", default="2,8")
     ap.add_argument("--json", help="write every run's medians here")
+    ap.add_argument("--chart", help="draw the throughput chart (SVG) here")
+    ap.add_argument("--from-json", help="read runs from a --json file")
+    ap.add_argument("--title", default="hvmm updater throughput by policy")
     args = ap.parse_args()
     pcpus = [int(p) for p in args.pcpus.split(",")]
+
+    if args.from_json:
+        runs = load_json(args.from_json)
+        pcpus = sorted({p for r in runs for (_, p) in r["medians"]})
+        draw_chart(runs, pcpus, args.chart, args.title)
+        return 0
 
     runs = []
     for i in range(args.runs):
@@ -91,8 +161,13 @@ def main():
             print(f"{p:>2} pCPUs {policy:<10} " +
                   " ".join(f"{v:>9.0f}" for v in values))
     if args.json:
-        json.dump([{f"{k[0]}@{k[1]}": v for k, v in r["medians"].items()}
+        json.dump([{"medians": {f"{k[0]}@{k[1]}": v
+                                for k, v in r["medians"].items()},
+                    "violations": {f"{k[0]}@{k[1]}": v
+                                   for k, v in r["violations"].items()}}
                    for r in runs], open(args.json, "w"), indent=1)
+    if args.chart:
+        draw_chart(runs, pcpus, args.chart, args.title)
     return 0
 
 

@@ -127,7 +127,7 @@ void BM_UpdaterOps(benchmark::State& state) {
 }
 BENCHMARK(BM_UpdaterOps)
     ->ArgNames({"policy", "pcpus", "scrape"})
-    ->ArgsProduct({{0, 1, 2, 3}, {2, 8}, {0}})
+    ->ArgsProduct({{0, 1, 2, 3}, {1, 2, 4, 8, 16}, {0}})
     ->Args({3, 2, 1})
     ->Args({3, 8, 1})
     ->MinTime(2)
