@@ -1,7 +1,14 @@
 #include "cpu/pcpu.h"
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <sched.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <climits>
+#include <cstdint>
 #include <utility>
 
 #include "base/check.h"
@@ -17,6 +24,46 @@ void IpiFlush::Acknowledge() {
 void IpiFlush::Wait() {
   MutexLock lock(&mu_);
   while (pending_ != 0) acknowledged_.Wait(&mu_);
+}
+
+namespace {
+
+// The futex word of a section sequence: its low 32 bits (x86-64 and every
+// other little-endian target; a lock-free 64-bit atomic is the plain
+// integer in memory).
+uint32_t* FutexWord(std::atomic<uint64_t>* seq) {
+  static_assert(sizeof(std::atomic<uint64_t>) == sizeof(uint64_t));
+  static_assert(std::atomic<uint64_t>::is_always_lock_free);
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__);
+  return reinterpret_cast<uint32_t*>(seq);
+}
+
+}  // namespace
+
+void Pcpu::WakeSectionWaiters() {
+  const long woken = syscall(SYS_futex, FutexWord(&section_seq_),
+                            FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+  // Hand the host core to the updater this section held up (KVM's yield_to
+  // for a preempted lock holder, in reverse): simulated pCPUs share cores
+  // with updaters, and a woken waiter would otherwise wait out this
+  // thread's time slice. Only when someone was actually woken.
+  if (woken > 0) sched_yield();
+}
+
+void Pcpu::AwaitSectionEnd(uint64_t seq, std::chrono::nanoseconds backstop) {
+  // seq_cst: the count is visible before the kernel compares the word, so
+  // an exit after that compare sees a waiter (up to the exit's own
+  // store-load window, which the backstop covers).
+  section_waiters_.fetch_add(1, std::memory_order_seq_cst);
+  const timespec timeout{
+      static_cast<time_t>(backstop.count() / 1000000000),
+      static_cast<long>(backstop.count() % 1000000000)};
+  while (section_seq() == seq) {
+    // Returns at once if the word no longer holds `seq`'s low half.
+    syscall(SYS_futex, FutexWord(&section_seq_), FUTEX_WAIT_PRIVATE,
+            static_cast<uint32_t>(seq), &timeout, nullptr, 0);
+  }
+  section_waiters_.fetch_sub(1, std::memory_order_release);
 }
 
 Pcpu::Pcpu(int id, TlbClock* clock, Tlb::Options tlb_options,

@@ -23,6 +23,7 @@
 #define HVMM_CPU_PCPU_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -145,6 +146,11 @@ class Pcpu {
     }
     ~ReadSection() {
       pcpu_.section_seq_.store(seq_ + 1, std::memory_order_release);
+      // A grace period asleep on this section (AwaitSectionEnd): wake it.
+      // One relaxed load of a line this pCPU just wrote when nobody waits.
+      if (pcpu_.section_waiters_.load(std::memory_order_relaxed) != 0) {
+        pcpu_.WakeSectionWaiters();
+      }
     }
     ReadSection(const ReadSection&) = delete;
     ReadSection& operator=(const ReadSection&) = delete;
@@ -174,6 +180,16 @@ class Pcpu {
   }
   SectionClock* section_clock() const { return sections_; }
 
+  // Any thread but this pCPU's: returns once section_seq() != `seq`,
+  // sleeping (a futex on the sequence) until the section's exit wakes it,
+  // as liburcu's synchronize_rcu sleeps until the last reader's unlock.
+  // The exit that wakes a waiter then yields its host core to it.
+  // The exit reads the waiter count without a fence, so a wake can be
+  // missed in a window of nanoseconds; `backstop` bounds what that costs
+  // (the sequence is re-read after every wake-up, so it never costs
+  // safety).
+  void AwaitSectionEnd(uint64_t seq, std::chrono::nanoseconds backstop);
+
   // Any thread: the assisted backend has just requested a full flush of
   // this pCPU's caches. A request takes effect before any later use, and a
   // fill that raced it is dropped, so the caches count as flushed from now
@@ -189,6 +205,7 @@ class Pcpu {
   void FlushLocal(const FlushScope& scope);
 
  private:
+  void WakeSectionWaiters();
   void Run(Step step);
   // Serves every queued IPI. Interrupts must be on.
   void ServeMailbox();
@@ -201,6 +218,8 @@ class Pcpu {
 
   std::atomic<bool> irqs_enabled_{true};
   std::atomic<uint64_t> section_seq_{0};
+  // Threads in AwaitSectionEnd (they sleep on section_seq_'s low word).
+  std::atomic<int> section_waiters_{0};
   std::atomic<uint32_t> section_domain_{0};
   std::atomic<uint64_t> section_entry_{0};
   std::atomic<uint64_t> flush_time_{0};

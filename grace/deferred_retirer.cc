@@ -28,7 +28,8 @@ DeferredRetirer::DeferredRetirer(FrameAllocator* allocator,
                        ? options.batches
                        : static_cast<int>(std::max(
                              1u, std::thread::hardware_concurrency()))),
-      batches_(new Batch[batch_count_]) {
+      batches_(new Batch[batch_count_]),
+      polls_seen_(batch_count_, 0) {
   reclaimer_ = std::thread([this] { ReclaimLoop(); });
 }
 
@@ -69,9 +70,10 @@ uint64_t DeferredRetirer::FreeCoveredLocked(Batch& batch, Covered covered) {
 }
 
 template <typename Covered>
-uint64_t DeferredRetirer::FreeCovered(Covered covered) {
+uint64_t DeferredRetirer::FreeCovered(Covered covered, const BatchSet& which) {
   uint64_t total = 0;
   for (int i = 0; i < batch_count_; ++i) {
+    if (!which.empty() && !which[i]) continue;
     Batch& batch = batches_[i];
     uint64_t freed;
     do {
@@ -99,6 +101,7 @@ void DeferredRetirer::Retire(const Domain& owner, absl::Span<const Mfn> frames) 
     // gathered, one scan of the readers for every frame of this batch (a
     // domain with no walker inside frees them at once).
     if (batch.unstamped >= options_.gather) {
+      batch.polls.fetch_add(1, std::memory_order_release);
       StampLocked(batch);
       const GracePeriods::ReaderScan scan = grace_->Scan();
       frames_freed_inline_.fetch_add(
@@ -137,9 +140,11 @@ void DeferredRetirer::StampLocked(Batch& batch) {
   batch.unstamped = 0;
 }
 
-DeferredRetirer::Waits DeferredRetirer::PendingWaits(DomainId only) {
+DeferredRetirer::Waits DeferredRetirer::PendingWaits(DomainId only,
+                                                     const BatchSet& which) {
   Waits waits;
   for (int i = 0; i < batch_count_; ++i) {
+    if (!which.empty() && !which[i]) continue;
     MutexLock lock(&batches_[i].mu);
     StampLocked(batches_[i]);
     for (const Pending& p : batches_[i].frames) {
@@ -227,17 +232,31 @@ void DeferredRetirer::ReclaimLoop() {
     // Retire() calls from now on arm the reclaimer again; what they queued
     // before is in the waits below.
     armed_.store(false, std::memory_order_seq_cst);
-    const Waits waits = PendingWaits();
+    // A batch its updater polled since the last round is left to it: the
+    // reclaimer touches (and locks) only batches gone quiet, so it never
+    // contends with a busy updater, nor holds its batch while preempted.
+    BatchSet quiet(batch_count_, true);
+    bool skipped = false;
+    for (int i = 0; i < batch_count_; ++i) {
+      const uint64_t polls = batches_[i].polls.load(std::memory_order_acquire);
+      quiet[i] = stopping || polls == polls_seen_[i];
+      skipped = skipped || !quiet[i];
+      polls_seen_[i] = polls;
+    }
+    const Waits waits = PendingWaits(DomainId(0), quiet);
     if (!waits.empty()) {
       if (grace_->CondSynchronizeAll(AsVector(waits))) {
         grace_periods_.fetch_add(1, std::memory_order_relaxed);
       }
-      FreeCovered(CoveredBy(waits));
+      FreeCovered(CoveredBy(waits), quiet);
     }
-    if (stopping) {
-      if (pending_frames() == 0) return;
+    // Until nothing is pending: another round (after the delay) for the
+    // batches left to their updaters, and at stop.
+    if ((stopping || skipped) && pending_frames() > 0) {
       MutexLock lock(&reclaimer_mu_);
-      reclaimer_armed_ = true;  // Another round, until nothing is left.
+      reclaimer_armed_ = true;
+    } else if (stopping) {
+      return;
     }
   }
 }

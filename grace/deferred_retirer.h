@@ -134,7 +134,12 @@ class DeferredRetirer final : public FrameRetirer {
     // Unstamped frames (cookie 0) are the newest, at the end.
     std::vector<Pending> frames ABSL_GUARDED_BY(mu);
     uint64_t unstamped ABSL_GUARDED_BY(mu) = 0;
+    // Inline polls so far (written under mu): the reclaimer leaves a batch
+    // whose updater still polls it alone.
+    std::atomic<uint64_t> polls{0};
   };
+  // Which batches a bulk operation covers (empty: all).
+  using BatchSet = std::vector<bool>;
   // The newest cookie of each domain with frames pending, over all batches.
   using Waits = absl::flat_hash_map<DomainId, uint64_t>;
 
@@ -148,12 +153,12 @@ class DeferredRetirer final : public FrameRetirer {
   uint64_t FreeCoveredLocked(Batch& batch, Covered covered)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch.mu);
   template <typename Covered>
-  uint64_t FreeCovered(Covered covered);
+  uint64_t FreeCovered(Covered covered, const BatchSet& which = {});
   // Gives the batch's unstamped frames a cookie of now.
   void StampLocked(Batch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch.mu);
-  // Stamps every batch, then returns the newest cookie per domain (of
-  // `only`, unless it is 0).
-  Waits PendingWaits(DomainId only = DomainId(0));
+  // Stamps the batches of `which`, then returns the newest cookie per
+  // domain (of `only`, unless it is 0).
+  Waits PendingWaits(DomainId only = DomainId(0), const BatchSet& which = {});
   // Expedited grace periods for every domain with frames pending, then
   // frees them all. Returns the frames freed.
   uint64_t ExpediteAll();
@@ -173,6 +178,8 @@ class DeferredRetirer final : public FrameRetirer {
   // Set by a Retire() that left frames pending and cleared by the
   // reclaimer when it takes the work: at most one wake-up per quiet spell.
   std::atomic<bool> armed_{false};
+  // Batch::polls as the reclaimer last saw them (its thread only).
+  std::vector<uint64_t> polls_seen_;
 
   Mutex reclaimer_mu_;
   CondVar reclaimer_wake_;

@@ -9,6 +9,12 @@
 namespace hvmm {
 namespace {
 
+// Polls of a section's sequence before a grace period sleeps on it.
+constexpr int kSpinsBeforeSleep = 256;
+// How long a grace period sleeps before it looks again by itself, should a
+// section's exit have missed it (see Pcpu::AwaitSectionEnd).
+constexpr std::chrono::microseconds kWakeBackstop(200);
+
 // The pCPUs' shared SectionClock, or null if they have none.
 SectionClock* SharedClock(const std::vector<Pcpu*>& pcpus) {
   if (pcpus.empty()) return nullptr;
@@ -138,12 +144,15 @@ int GracePeriods::WaitOut(const std::vector<OpenSection>& open,
   if (!open.empty()) waiting_.fetch_add(1, std::memory_order_release);
   for (const OpenSection& s : open) {
     waited_on_[s.cpu].fetch_add(1, std::memory_order_release);
-    // Spin briefly (sections are short), then sleep: when pCPUs outnumber
-    // cores, a waiter that stays runnable steals the core from the very
-    // reader it waits for.
-    for (int spins = 0; pcpus_[s.cpu]->section_seq() == s.seq; ++spins) {
-      if (spins > 256) std::this_thread::yield();
+    // Spin briefly (sections are short), then sleep until the section's
+    // exit wakes us: when pCPUs outnumber cores, a waiter that stays
+    // runnable steals the core from the very reader it waits for, and one
+    // that polls with short sleeps wakes too often to be scheduled promptly.
+    Pcpu& pcpu = *pcpus_[s.cpu];
+    for (int spins = 0;
+         spins < kSpinsBeforeSleep && pcpu.section_seq() == s.seq; ++spins) {
     }
+    if (pcpu.section_seq() == s.seq) pcpu.AwaitSectionEnd(s.seq, kWakeBackstop);
     waited_on_[s.cpu].fetch_sub(1, std::memory_order_release);
   }
   if (!open.empty()) waiting_.fetch_sub(1, std::memory_order_release);
