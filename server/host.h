@@ -38,7 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/mutex.h"
-#include "flush/flush_engine.h"
+#include "assembly/flush_engine.h"
 #include "flush/flush_policy.h"
 #include "guest/access_stream.h"
 #include "guest/guest_cpu.h"

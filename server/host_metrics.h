@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "base/log2_histogram.h"
-#include "flush/flush_engine.h"
+#include "assembly/flush_engine.h"
 #include "guest/guest_cpu.h"
 #include "mm/memory_manager.h"
 #include "prometheus/client_metric.h"

@@ -16,7 +16,7 @@
 #                                                (HVMM_TSA_OUTPUT_BASE), so the
 #                                                compiler switch never discards
 #                                                the gcc builds.
-# The core targets (mm, flush, cpu, grace, guest) link no gRPC: uninstrumented
+# The core targets (mm, flush, assembly, cpu, grace, guest) link no gRPC: uninstrumented
 # system gRPC (and Abseil's mutexes) make TSan report false races. So TSan
 # runs the core and the daemon's Host (//server:host_test, no gRPC); ASan
 # also runs the service and the integration tests.
@@ -28,7 +28,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-SANITIZER_TARGETS=(//base/... //mm/... //flush/... //cpu/... //grace/... //guest/... //tests/safety/... //tests/torture/... //server:host_test //server:host_metrics_test)
+SANITIZER_TARGETS=(//base/... //mm/... //flush/... //assembly/... //cpu/... //grace/... //guest/... //tests/safety/... //tests/torture/... //server:host_test //server:host_metrics_test)
 ASAN_ONLY_TARGETS=(//server/... //tests/integration/...)
 
 bash tools/install_deps.sh || { echo "0 passed, 1 failed"; exit 1; }

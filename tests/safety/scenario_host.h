@@ -28,7 +28,7 @@
 #include <memory>
 #include <vector>
 
-#include "flush/flush_engine.h"
+#include "assembly/flush_engine.h"
 #include "flush/flush_policy.h"
 #include "guest/guest_cpu.h"
 #include "mm/memory_manager.h"

@@ -23,7 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "flush/flush_engine.h"
+#include "assembly/flush_engine.h"
 #include "flush/flush_policy.h"
 #include "guest/churn.h"
 #include "guest/guest_cpu.h"

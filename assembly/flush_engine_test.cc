@@ -1,6 +1,6 @@
 // The assembled engine: creation errors, and each domain's frees routed by
 // its own policy through the PolicyRetirer.
-#include "flush/flush_engine.h"
+#include "assembly/flush_engine.h"
 
 #include <atomic>
 #include <memory>

@@ -13,8 +13,8 @@
 // Thread-safety: as FrameRetirer. Retire() runs under the domain's lock, so
 // the domain's policy (which changes only under that lock) cannot change
 // under it. Frees queued before a change stay queued.
-#ifndef HVMM_FLUSH_POLICY_RETIRER_H_
-#define HVMM_FLUSH_POLICY_RETIRER_H_
+#ifndef HVMM_ASSEMBLY_POLICY_RETIRER_H_
+#define HVMM_ASSEMBLY_POLICY_RETIRER_H_
 
 #include <atomic>
 #include <cstdint>
@@ -65,4 +65,4 @@ class PolicyRetirer final : public FrameRetirer {
 
 }  // namespace hvmm
 
-#endif  // HVMM_FLUSH_POLICY_RETIRER_H_
+#endif  // HVMM_ASSEMBLY_POLICY_RETIRER_H_

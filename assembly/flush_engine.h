@@ -20,8 +20,8 @@
 //
 // Thread-safety: Start/Stop from one controlling thread; accessors from
 // any thread.
-#ifndef HVMM_FLUSH_FLUSH_ENGINE_H_
-#define HVMM_FLUSH_FLUSH_ENGINE_H_
+#ifndef HVMM_ASSEMBLY_FLUSH_ENGINE_H_
+#define HVMM_ASSEMBLY_FLUSH_ENGINE_H_
 
 #include <cstdint>
 #include <functional>
@@ -34,7 +34,7 @@
 #include "flush/flush_backends.h"
 #include "flush/flush_batcher.h"
 #include "flush/flush_policy.h"
-#include "flush/policy_retirer.h"
+#include "assembly/policy_retirer.h"
 #include "grace/deferred_retirer.h"
 #include "grace/grace_periods.h"
 #include "mm/memory_manager.h"
@@ -94,4 +94,4 @@ class FlushEngine {
 
 }  // namespace hvmm
 
-#endif  // HVMM_FLUSH_FLUSH_ENGINE_H_
+#endif  // HVMM_ASSEMBLY_FLUSH_ENGINE_H_

@@ -1,4 +1,4 @@
-#include "flush/flush_engine.h"
+#include "assembly/flush_engine.h"
 
 #include <utility>
 
