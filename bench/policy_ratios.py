@@ -34,6 +34,8 @@ import sys
 import tempfile
 
 POLICIES = {0: "ipi", 1: "unsafe", 2: "force-ipi", 3: "rcu"}
+FULL_NAMES = {"ipi": "ipi", "unsafe": "assisted-unsafe",
+              "force-ipi": "assisted+force-ipi", "rcu": "assisted+rcu"}
 RATIOS = [("rcu", "unsafe", 0.90), ("rcu", "force-ipi", 1.0)]
 
 
@@ -79,7 +81,7 @@ def draw_chart(runs, pcpus, path, title):
                 f.write(" ".join(str(v) for v in row) + "\n")
             m.write("\n")
         plots = [f"'{data}' using 1:{i + 2} with linespoints lw 2 pt 7 "
-                 f"title '{policy}'" for i, policy in enumerate(policies)]
+                 f"title '{FULL_NAMES[policy]}'" for i, policy in enumerate(policies)]
         plots.append(f"'{marks}' using 1:2 with points pt 2 ps 3 lw 2 "
                      "lc rgb 'red' title 'oracle counted violations'")
         script = "\n".join([
@@ -87,10 +89,11 @@ def draw_chart(runs, pcpus, path, title):
             f"set output '{path}'",
             f"set title '{title}'",
             "set logscale x 2", "set logscale y 10",
+            f"set xrange [{min(pcpus) * 0.8}:{max(pcpus) * 1.25}]",
             "set xtics (" + ", ".join(str(p) for p in pcpus) + ")",
             "set xlabel 'simulated pCPUs'",
             "set ylabel 'updater ops/s (log scale)'",
-            "set key outside right top", "set grid",
+            "set key top right", "set grid",
             "plot " + ", ".join(plots), ""])
         subprocess.run(["gnuplot"], input=script, text=True, check=True)
 
