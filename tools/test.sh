@@ -38,8 +38,9 @@ trap 'rm -rf "$work"' EXIT
 summary_args=()
 overall_rc=0
 
-# The clang pass's own Bazel server and cache.
-TSA_BAZEL=(bazel "--output_base=${HVMM_TSA_OUTPUT_BASE:-$HOME/.cache/hvmm-tsa}")
+# The clang pass's own Bazel server and cache, one per checkout (an output
+# base belongs to one workspace).
+TSA_BAZEL=(bazel "--output_base=${HVMM_TSA_OUTPUT_BASE:-$HOME/.cache/hvmm-tsa/$(pwd | md5sum | cut -c1-12)}")
 BAZEL=(bazel)
 
 # run_pass NAME [bazel test args...]; BAZEL (an array) is the bazel command.
