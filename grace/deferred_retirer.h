@@ -19,17 +19,22 @@
 //   reclaimer thread    only for what is still waiting when updaters go
 //                       quiet: armed by a Retire() that left frames
 //                       behind, it gives updaters `reclaimer_delay` to reap
-//                       them inline, then runs ONE grace period for every
-//                       domain with frames pending (CondSynchronizeAll: it
-//                       waits only for sections older than the newest
-//                       cookie of their domain) and frees what it covered.
+//                       them inline, then takes the batches no updater
+//                       polled meanwhile (a busy updater's batch is left to
+//                       it), runs ONE grace period for every domain with
+//                       frames in them (CondSynchronizeAll: it waits only
+//                       for sections older than the newest cookie of their
+//                       domain) and frees what it covered.
 //   queue full          when the calling CPU's batch would pass
 //                       queue_capacity, or all batches together max_pending,
 //                       Retire() makes its caller pay: an expedited (IPI)
-//                       grace period for every domain with frames pending,
-//                       then they are freed at once (Linux
-//                       tlb_remove_table_sync_one). Pending frees stay
-//                       bounded relative to the pool, and the updater slows
+//                       grace period for every domain with frames pending
+//                       (so other domains' walkers can delay it), then they
+//                       are freed at once (Linux tlb_remove_table_sync_one).
+//                       The bound is checked after the frames are added:
+//                       it is passed by at most the retires in progress,
+//                       and the one that passes it brings pending back to
+//                       what other threads add meanwhile. The updater slows
 //                       down instead of failing.
 //   Reclaim()           memory pressure: the same, for the allocation path,
 //                       before it reports the pool exhausted.
@@ -50,7 +55,9 @@
 // Thread-safety: every method from any thread but a pCPU's. Lock order: a
 // domain lock (Retire is called under it) -> Batch::mu (index order when
 // several) -> the allocator's locks. reclaimer_mu_ is a leaf. No lock is
-// held while waiting for a grace period.
+// held while waiting for a grace period, except the caller's domain lock in
+// the queue-full fallback and in Reclaim() (the allocation path): pCPUs
+// never take a domain lock, so those waits end (docs/LOCKS.md).
 #ifndef HVMM_GRACE_DEFERRED_RETIRER_H_
 #define HVMM_GRACE_DEFERRED_RETIRER_H_
 
