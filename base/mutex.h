@@ -68,16 +68,6 @@ class CondVar {
     cv_.wait(lock);
     lock.release();  // Still held: the caller's guard unlocks it.
   }
-  // The same, for at most `timeout`. Returns false if it timed out.
-  template <typename Rep, typename Period>
-  bool WaitFor(Mutex* mu, std::chrono::duration<Rep, Period> timeout)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
-    const bool signalled = cv_.wait_for(lock, timeout) ==
-                           std::cv_status::no_timeout;
-    lock.release();
-    return signalled;
-  }
   // The same, until `deadline`. Returns false if it passed.
   template <typename Clock, typename Duration>
   bool WaitUntil(Mutex* mu,
@@ -88,6 +78,12 @@ class CondVar {
                            std::cv_status::no_timeout;
     lock.release();
     return signalled;
+  }
+  // The same, for at most `timeout`. Returns false if it timed out.
+  template <typename Rep, typename Period>
+  bool WaitFor(Mutex* mu, std::chrono::duration<Rep, Period> timeout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return WaitUntil(mu, std::chrono::steady_clock::now() + timeout);
   }
   void Signal() { cv_.notify_one(); }
   void SignalAll() { cv_.notify_all(); }
