@@ -21,7 +21,7 @@ absl::StatusOr<std::unique_ptr<FlushEngine>> FlushEngine::Create(
   std::unique_ptr<FlushEngine> e(new FlushEngine());
   for (int i = 0; i < options.pcpus; ++i) {
     e->pcpus_.push_back(
-        std::make_unique<Pcpu>(i, &mm->clock(), options.tlb, &e->sections_));
+        std::make_unique<Pcpu>(PcpuId(i), &mm->clock(), options.tlb, &e->sections_));
     e->raw_pcpus_.push_back(e->pcpus_.back().get());
   }
   e->grace_ = std::make_unique<GracePeriods>(e->raw_pcpus_);
@@ -48,7 +48,7 @@ absl::StatusOr<std::unique_ptr<FlushEngine>> FlushEngine::Create(
 
 FlushEngine::~FlushEngine() { Stop(); }
 
-void FlushEngine::Start(const std::function<Pcpu::Step(int cpu)>& step_for) {
+void FlushEngine::Start(const std::function<Pcpu::Step(PcpuId cpu)>& step_for) {
   for (auto& p : pcpus_) p->Start(step_for(p->id()));
 }
 

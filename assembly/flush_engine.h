@@ -63,7 +63,7 @@ class FlushEngine {
 
   // Starts pCPU i running step_for(i). IPI flushes (and so domain creation
   // under IPI policies) need running pCPUs. REQUIRES: not started.
-  void Start(const std::function<Pcpu::Step(int cpu)>& step_for);
+  void Start(const std::function<Pcpu::Step(PcpuId cpu)>& step_for);
   // Serves pending IPIs and stops the pCPUs (idempotent).
   void Stop();
 

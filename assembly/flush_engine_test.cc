@@ -48,7 +48,7 @@ TEST(FlushEngineTest, CreateDomainRefusesABadOrUnsafePolicyTag) {
   FlushEngine::Options options;
   options.pcpus = 2;
   auto engine = FlushEngine::Create(mm.get(), options).value();
-  engine->Start([](int) { return Pcpu::Step(&testing::PcpuSet::Idle); });
+  engine->Start([](PcpuId) { return Pcpu::Step(&testing::PcpuSet::Idle); });
   const uint8_t unsafe_tag = static_cast<uint8_t>(Policy::kAssistedUnsafe) + 1;
   EXPECT_EQ(mm->CreateDomain({"x", 1, 10, 7}).status().code(),
             absl::StatusCode::kInvalidArgument);
@@ -65,7 +65,7 @@ TEST(FlushEngineTest, FreesFollowEachDomainsPolicy) {
   options.pcpus = 2;
   options.policy = Policy::kAssistedRcu;
   auto engine = FlushEngine::Create(mm.get(), options).value();
-  engine->Start([](int) { return Pcpu::Step(&testing::PcpuSet::Idle); });
+  engine->Start([](PcpuId) { return Pcpu::Step(&testing::PcpuSet::Idle); });
 
   const uint8_t ipi_tag = engine->policy().OverrideTag(Policy::kIpi).value();
   const DomainId rcu = mm->CreateDomain({"rcu", 1, 256}).value();
@@ -110,8 +110,8 @@ class PressureTest : public ::testing::Test {
     options.policy = Policy::kAssistedRcu;
     options.deferred = deferred;
     engine_ = FlushEngine::Create(mm_.get(), options).value();
-    engine_->Start([this](int cpu) -> Pcpu::Step {
-      if (cpu != 1) return &testing::PcpuSet::Idle;
+    engine_->Start([this](PcpuId cpu) -> Pcpu::Step {
+      if (cpu != PcpuId(1)) return &testing::PcpuSet::Idle;
       return [this](Pcpu& self) {
         const uint32_t d = park_.load();
         if (d == 0) return false;
@@ -221,11 +221,11 @@ TEST(FlushEngineTest, ExplicitFlushFollowsTheDomainsPolicy) {
   FlushEngine::Options options;
   options.pcpus = 3;
   auto engine = FlushEngine::Create(mm.get(), options).value();
-  engine->Start([](int) { return Pcpu::Step(&testing::PcpuSet::Idle); });
+  engine->Start([](PcpuId) { return Pcpu::Step(&testing::PcpuSet::Idle); });
   const DomainId d = mm->CreateDomain({"f", 1, 16}).value();
   std::shared_ptr<Domain> domain = mm->FindDomain(d);
-  domain->MarkDirty(0);
-  domain->MarkDirty(2);
+  domain->MarkDirty(PcpuId(0));
+  domain->MarkDirty(PcpuId(2));
   FlushPolicy& policy = engine->policy();
   const uint64_t ipis = engine->ipi_backend().ipis_sent();
   FlushPolicy::ExplicitFlushResult r =
@@ -253,8 +253,8 @@ TEST(FlushEngineTest, PendingFramesOfADomain) {
   auto engine = FlushEngine::Create(mm.get(), options).value();
   std::atomic<uint32_t> park{0};
   std::atomic<bool> parked{false};
-  engine->Start([&](int cpu) -> Pcpu::Step {
-    if (cpu != 1) return &testing::PcpuSet::Idle;
+  engine->Start([&](PcpuId cpu) -> Pcpu::Step {
+    if (cpu != PcpuId(1)) return &testing::PcpuSet::Idle;
     return [&](Pcpu& self) {
       const uint32_t d = park.load();
       if (d == 0) return false;

@@ -1,32 +1,43 @@
-// CpuMask: a set of simulated pCPUs (at most kMaxPcpus).
+// PcpuId and CpuMask: a simulated pCPU's number, and a set of them (at most
+// kMaxPcpus).
 //
-// Thread-compatible value type. Example:
+// A PcpuId numbers a Pcpu of one machine, 0 .. pcpus-1. It is never the
+// host core a thread happens to run on (sched_getcpu()), which shards
+// per-CPU caches and has no type of its own.
+//
+// Thread-compatible value types. Example:
 //   CpuMask m;
-//   m.Set(3);
+//   m.Set(PcpuId(3));
 //   m |= other;
-//   m.ForEach([](int cpu) { ... });
+//   m.ForEach([](PcpuId cpu) { ... });
 #ifndef HVMM_BASE_CPU_MASK_H_
 #define HVMM_BASE_CPU_MASK_H_
 
 #include <bitset>
 #include <cstddef>
+#include <cstdint>
+
+#include "base/strong_int.h"
 
 namespace hvmm {
 
 inline constexpr int kMaxPcpus = 256;
+
+using PcpuId = StrongInt<class PcpuIdTag, uint32_t>;
 
 class CpuMask {
  public:
   CpuMask() = default;
   static CpuMask FirstN(int n) {
     CpuMask m;
-    for (int i = 0; i < n; ++i) m.Set(i);
+    for (int i = 0; i < n; ++i) m.Set(PcpuId(i));
     return m;
   }
 
-  void Set(int cpu) { bits_.set(static_cast<size_t>(cpu)); }
-  void Clear(int cpu) { bits_.reset(static_cast<size_t>(cpu)); }
-  bool Test(int cpu) const { return bits_.test(static_cast<size_t>(cpu)); }
+  // REQUIRES (all three): cpu.value() < kMaxPcpus.
+  void Set(PcpuId cpu) { bits_.set(cpu.value()); }
+  void Clear(PcpuId cpu) { bits_.reset(cpu.value()); }
+  bool Test(PcpuId cpu) const { return bits_.test(cpu.value()); }
   int Count() const { return static_cast<int>(bits_.count()); }
   bool Empty() const { return bits_.none(); }
 
@@ -47,8 +58,8 @@ class CpuMask {
 
   template <typename Fn>
   void ForEach(Fn fn) const {
-    for (int i = 0; i < kMaxPcpus; ++i) {
-      if (bits_.test(static_cast<size_t>(i))) fn(i);
+    for (uint32_t i = 0; i < kMaxPcpus; ++i) {
+      if (bits_.test(i)) fn(PcpuId(i));
     }
   }
 

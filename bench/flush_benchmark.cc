@@ -78,8 +78,8 @@ void BM_BatchedFlush(benchmark::State& state) {
     batcher = new FlushBatcher(backend);
   }
   CpuMask mask;
-  mask.Set(state.thread_index() % 4);
-  mask.Set((state.thread_index() + 1) % 4);
+  mask.Set(PcpuId(state.thread_index() % 4));
+  mask.Set(PcpuId((state.thread_index() + 1) % 4));
   for (auto _ : state) {
     batcher->Flush({mask, FlushScope::Domain(DomainId(1))});
   }

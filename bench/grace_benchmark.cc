@@ -28,7 +28,7 @@ const DomainId kD(1), kOther(2);
 // Enter + exit of one read section: what every lockless walk pays.
 void BM_ReadSectionEnterExit(benchmark::State& state) {
   TlbClock clock;
-  Pcpu pcpu(0, &clock, Tlb::Options());  // Not started: only its counters.
+  Pcpu pcpu(PcpuId(0), &clock, Tlb::Options());  // Not started: only its counters.
   for (auto _ : state) {
     Pcpu::ReadSection section(pcpu, kD);
     benchmark::ClobberMemory();
@@ -41,7 +41,7 @@ BENCHMARK(BM_ReadSectionEnterExit);
 void BM_ReadSectionEnterExitClocked(benchmark::State& state) {
   TlbClock clock;
   SectionClock sections;
-  Pcpu pcpu(0, &clock, Tlb::Options(), &sections);
+  Pcpu pcpu(PcpuId(0), &clock, Tlb::Options(), &sections);
   for (auto _ : state) {
     Pcpu::ReadSection section(pcpu, kD);
     benchmark::ClobberMemory();
@@ -87,7 +87,7 @@ void BM_PollUntilElapsed(benchmark::State& state) {
   GracePeriods grace(readers.pcpus());
   uint64_t polls = 0;
   for (auto _ : state) {
-    const uint64_t cookie = grace.GetState();
+    const GraceCookie cookie = grace.GetState();
     do {
       ++polls;
     } while (!grace.PollState(kD, cookie));

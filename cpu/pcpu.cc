@@ -66,7 +66,7 @@ void Pcpu::AwaitSectionEnd(uint64_t seq, std::chrono::nanoseconds backstop) {
   section_waiters_.fetch_sub(1, std::memory_order_release);
 }
 
-Pcpu::Pcpu(int id, TlbClock* clock, Tlb::Options tlb_options,
+Pcpu::Pcpu(PcpuId id, TlbClock* clock, Tlb::Options tlb_options,
            SectionClock* sections)
     : id_(id), clock_(clock), sections_(sections), tlb_(tlb_options) {}
 
@@ -115,7 +115,7 @@ void Pcpu::FlushLocal(const FlushScope& scope) {
   HVMM_CHECK((section_seq_.load(std::memory_order_relaxed) & 1) == 0)
       << "pCPU " << id_ << " flushed locally inside a read section";
   if (scope.kind == FlushScope::Kind::kAll) {
-    const uint64_t t = clock_->Tick();
+    const FlushRecord t = clock_->Tick();
     tlb_.Flush(scope);
     // 0 means the clock wrapped: until the period resets, NeedFlush() says
     // yes for every CPU, so a flush time of 0 is safe.

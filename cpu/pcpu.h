@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/cpu_mask.h"
 #include "base/mutex.h"
 #include "cpu/section_clock.h"
 #include "cpu/tlb.h"
@@ -67,7 +68,7 @@ class Pcpu {
 
   // `sections` (shared by all pCPUs of a machine; may be null when nothing
   // polls grace periods) timestamps read sections; see section_clock.h.
-  Pcpu(int id, TlbClock* clock, Tlb::Options tlb_options,
+  Pcpu(PcpuId id, TlbClock* clock, Tlb::Options tlb_options,
        SectionClock* sections = nullptr);
   ~Pcpu();  // Stops the thread if running.
   Pcpu(const Pcpu&) = delete;
@@ -86,23 +87,23 @@ class Pcpu {
   // nobody would ever serve it.
   void PostIpi(IpiFlush* ipi);
 
-  int id() const { return id_; }
+  PcpuId id() const { return id_; }
   Tlb& tlb() { return tlb_; }
   bool irqs_enabled() const {
     return irqs_enabled_.load(std::memory_order_acquire);
   }
-  // TlbClock record of this pCPU's last full flush of its caches (0:
-  // never), local or requested remotely by the assisted backend; see
-  // tlb_clock.h for the period in its high half. Proves the caches hold
-  // nothing older: enough to filter a flush for coherence.
-  uint64_t flush_time() const {
+  // TlbClock record of this pCPU's last full flush of its caches
+  // (FlushRecord(): never), local or requested remotely by the assisted
+  // backend. Proves the caches hold nothing older: enough to filter a flush
+  // for coherence.
+  FlushRecord flush_time() const {
     return flush_time_.load(std::memory_order_acquire);
   }
   // The record of the last full flush this pCPU performed itself, in an
   // interrupt window: it also proves that no walk which began before it is
   // still running here. Only this record may filter a flush that must wait
   // out walkers (a NO_ASSIST flush); an assisted flush does not advance it.
-  uint64_t quiescent_flush_time() const {
+  FlushRecord quiescent_flush_time() const {
     return quiescent_flush_time_.load(std::memory_order_acquire);
   }
   // Whether an IPI is posted and not yet served (for tests that must know
@@ -155,13 +156,13 @@ class Pcpu {
     ReadSection(const ReadSection&) = delete;
     ReadSection& operator=(const ReadSection&) = delete;
 
-    // SectionClock time at entry (0 without a clock).
-    uint64_t entry_time() const { return entry_time_; }
+    // SectionClock time at entry (SectionTime() without a clock).
+    SectionTime entry_time() const { return entry_time_; }
 
    private:
     Pcpu& pcpu_;
     uint64_t seq_;
-    uint64_t entry_time_ = 0;
+    SectionTime entry_time_;
   };
 
   // Odd while a ReadSection is open. Any thread.
@@ -175,7 +176,7 @@ class Pcpu {
   }
   // SectionClock time at which the current (or an earlier) section began;
   // read after section_seq(). Never later than the truth.
-  uint64_t section_entry() const {
+  SectionTime section_entry() const {
     return section_entry_.load(std::memory_order_acquire);
   }
   SectionClock* section_clock() const { return sections_; }
@@ -210,7 +211,7 @@ class Pcpu {
   // Serves every queued IPI. Interrupts must be on.
   void ServeMailbox();
 
-  const int id_;
+  const PcpuId id_;
   TlbClock* const clock_;
   SectionClock* const sections_;
   Tlb tlb_;
@@ -221,9 +222,9 @@ class Pcpu {
   // Threads in AwaitSectionEnd (they sleep on section_seq_'s low word).
   std::atomic<int> section_waiters_{0};
   std::atomic<uint32_t> section_domain_{0};
-  std::atomic<uint64_t> section_entry_{0};
-  std::atomic<uint64_t> flush_time_{0};
-  std::atomic<uint64_t> quiescent_flush_time_{0};
+  std::atomic<SectionTime> section_entry_{SectionTime()};
+  std::atomic<FlushRecord> flush_time_{FlushRecord()};
+  std::atomic<FlushRecord> quiescent_flush_time_{FlushRecord()};
   std::atomic<uint64_t> steps_{0};
   std::atomic<uint64_t> ipis_served_{0};
 

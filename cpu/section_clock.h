@@ -12,6 +12,9 @@
 //
 // 64 bits: never wraps (2^64 advances at 1 GHz take 584 years).
 //
+// Its values are SectionTimes. A grace-period cookie (GraceCookie) is one, so
+// a cookie compares with a section's entry time and with nothing else.
+//
 // Thread-safety: all methods from any thread.
 #ifndef HVMM_CPU_SECTION_CLOCK_H_
 #define HVMM_CPU_SECTION_CLOCK_H_
@@ -19,7 +22,17 @@
 #include <atomic>
 #include <cstdint>
 
+#include "base/strong_int.h"
+
 namespace hvmm {
+
+// A time on the SectionClock. SectionTime() (0) is never a clock value: as a
+// cookie it means "unknown", and a zero-filled stamp array reads as that.
+using SectionTime = StrongInt<class SectionTimeTag, uint64_t>;
+// The time of an unhook, as GracePeriods::GetState() returns it: a section
+// that entered at or after it cannot reach what was unhooked.
+using GraceCookie = SectionTime;
+static_assert(std::atomic<SectionTime>::is_always_lock_free);
 
 class SectionClock {
  public:
@@ -30,14 +43,16 @@ class SectionClock {
   // For ReadSection entry, after its seq_cst fence. Acquire: a section that
   // reads a value >= some cookie also sees every store made before that
   // cookie was taken (the unhook).
-  uint64_t Now() const { return now_.load(std::memory_order_acquire); }
+  SectionTime Now() const {
+    return SectionTime(now_.load(std::memory_order_acquire));
+  }
 
   // A cookie for "after everything this thread has stored so far": every
   // section that reads Now() >= the returned value began after those
   // stores. seq_cst, so that it pairs with the fences of ReadSection entry
   // and GracePeriods::PollState (store-buffering, as for Synchronize).
-  uint64_t Advance() {
-    return now_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  GraceCookie Advance() {
+    return GraceCookie(now_.fetch_add(1, std::memory_order_seq_cst) + 1);
   }
 
  private:

@@ -17,11 +17,13 @@ void SpinFor(uint64_t ns) {
 void AssistedFlushBackend::Flush(const FlushBatch& batch) {
   calls_.fetch_add(1, std::memory_order_relaxed);
   SpinFor(options_.hypercall_latency_ns);
-  batch.targets.ForEach([&](int cpu) {
-    HVMM_CHECK(cpu < static_cast<int>(pcpus_.size())) << "no pCPU " << cpu;
+  batch.targets.ForEach([&](PcpuId cpu) {
+    HVMM_CHECK(cpu.value() < pcpus_.size()) << "no pCPU " << cpu;
     for (const FlushScope& s : batch.scopes) {
-      pcpus_[cpu]->tlb().RequestFlush(s);
-      if (s.kind == FlushScope::Kind::kAll) pcpus_[cpu]->NoteRemoteFullFlush();
+      pcpus_[cpu.value()]->tlb().RequestFlush(s);
+      if (s.kind == FlushScope::Kind::kAll) {
+        pcpus_[cpu.value()]->NoteRemoteFullFlush();
+      }
     }
     SpinFor(options_.per_target_ns);
     targets_.fetch_add(1, std::memory_order_relaxed);
@@ -33,9 +35,9 @@ void IpiFlushBackend::Flush(const FlushBatch& batch) {
   const int n = batch.targets.Count();
   if (n == 0) return;
   IpiFlush ipi(batch.scopes, n);
-  batch.targets.ForEach([&](int cpu) {
-    HVMM_CHECK(cpu < static_cast<int>(pcpus_.size())) << "no pCPU " << cpu;
-    pcpus_[cpu]->PostIpi(&ipi);
+  batch.targets.ForEach([&](PcpuId cpu) {
+    HVMM_CHECK(cpu.value() < pcpus_.size()) << "no pCPU " << cpu;
+    pcpus_[cpu.value()]->PostIpi(&ipi);
   });
   ipis_.fetch_add(n, std::memory_order_relaxed);
   ipi.Wait();

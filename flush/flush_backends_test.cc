@@ -24,14 +24,16 @@ class BackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (int i = 0; i < kPcpus; ++i) {
-      pcpus_.push_back(std::make_unique<Pcpu>(i, &clock_, Tlb::Options()));
+      pcpus_.push_back(
+          std::make_unique<Pcpu>(PcpuId(i), &clock_, Tlb::Options()));
       raw_.push_back(pcpus_.back().get());
     }
     for (auto& p : pcpus_) {
       p->Start([this](Pcpu& self) {
-        if (self.id() == stall_cpu_.load()) {
+        const int me = static_cast<int>(self.id().value());
+        if (me == stall_cpu_.load()) {
           stalled_.store(true);
-          while (stall_cpu_.load() == self.id()) std::this_thread::yield();
+          while (stall_cpu_.load() == me) std::this_thread::yield();
           return true;
         }
         return false;
@@ -54,7 +56,7 @@ class BackendTest : public ::testing::Test {
 
   static CpuMask Cpus(std::initializer_list<int> cpus) {
     CpuMask m;
-    for (int c : cpus) m.Set(c);
+    for (int c : cpus) m.Set(PcpuId(c));
     return m;
   }
 
@@ -119,14 +121,14 @@ TEST_F(BackendTest, IpiWaitsUntilTheTargetEnablesInterrupts) {
 
 TEST_F(BackendTest, FullIpiFlushTicksTheClockAndRecordsFlushTime) {
   IpiFlushBackend ipi(raw_);
-  const uint32_t before = clock_.Now();
+  const TlbStamp before = clock_.Now();
   ipi.Flush({CpuMask::FirstN(kPcpus), {FlushScope::All()}, 1});
   for (Pcpu* p : raw_) {
-    EXPECT_GT(p->flush_time(), before) << "pCPU " << p->id();
+    EXPECT_GT(p->flush_time().time(), before) << "pCPU " << p->id();
     // A page stamped before the flush needs no further flush on this CPU.
     EXPECT_FALSE(clock_.NeedFlush(p->flush_time(), before));
   }
-  EXPECT_EQ(clock_.Now(), before + kPcpus);
+  EXPECT_EQ(clock_.Now(), TlbStamp(before.value() + kPcpus));
 }
 
 // Bounded stress: busy pCPUs filling and using their TLBs while several
@@ -137,7 +139,7 @@ TEST(BackendStressTest, BatchedFlushesUnderLoad) {
   std::vector<std::unique_ptr<Pcpu>> pcpus;
   std::vector<Pcpu*> raw;
   for (int i = 0; i < kPcpus; ++i) {
-    pcpus.push_back(std::make_unique<Pcpu>(i, &clock, Tlb::Options{16, 2, 8}));
+    pcpus.push_back(std::make_unique<Pcpu>(PcpuId(i), &clock, Tlb::Options{16, 2, 8}));
     raw.push_back(pcpus.back().get());
   }
   for (auto& p : pcpus) {
@@ -163,8 +165,8 @@ TEST(BackendStressTest, BatchedFlushesUnderLoad) {
       std::mt19937 rng(t);
       for (int i = 0; i < kEach; ++i) {
         CpuMask m;
-        m.Set(rng() % kPcpus);
-        m.Set(rng() % kPcpus);
+        m.Set(PcpuId(rng() % kPcpus));
+        m.Set(PcpuId(rng() % kPcpus));
         const FlushRequest r{m, FlushScope::Range(kDom, Vaddr(0), 32)};
         (i % 2 ? ipi_batcher : assisted_batcher).Flush(r);
       }

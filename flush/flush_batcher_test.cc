@@ -54,7 +54,7 @@ class RecordingBackend : public FlushBackend {
 
 CpuMask Cpus(std::initializer_list<int> cpus) {
   CpuMask m;
-  for (int c : cpus) m.Set(c);
+  for (int c : cpus) m.Set(PcpuId(c));
   return m;
 }
 

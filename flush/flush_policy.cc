@@ -51,7 +51,7 @@ absl::StatusOr<std::unique_ptr<FlushPolicy>> FlushPolicy::Create(
   for (const Pcpu* p : machine.pcpus) {
     if (p->section_clock() == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "pCPU ", p->id(), " has no SectionClock: retypes cannot poll"));
+          "pCPU ", p->id().value(), " has no SectionClock: retypes cannot poll"));
     }
   }
   return std::unique_ptr<FlushPolicy>(
@@ -171,9 +171,10 @@ void FlushPolicy::BeforeRetype(const Domain& domain,
       Send(request, FlushReason::kRetype, /*no_assist=*/false,
            /*forced=*/false);
       // A former writable page has no release stamp: wait for every older
-      // walker (cookie 0).
-      if (machine_.grace->CondSynchronize(
-              domain.id(), former_writable.empty() ? NewestStamp(tables) : 0)) {
+      // walker (GraceCookie(): unknown).
+      const GraceCookie released =
+          former_writable.empty() ? NewestStamp(tables) : GraceCookie();
+      if (machine_.grace->CondSynchronize(domain.id(), released)) {
         retype_grace_periods_.fetch_add(1, std::memory_order_relaxed);
       } else {
         retype_polls_elapsed_.fetch_add(1, std::memory_order_relaxed);
@@ -182,17 +183,18 @@ void FlushPolicy::BeforeRetype(const Domain& domain,
   }
 }
 
-uint64_t FlushPolicy::NewestStamp(absl::Span<const Mfn> tables) const {
-  uint64_t newest = 0;
+GraceCookie FlushPolicy::NewestStamp(absl::Span<const Mfn> tables) const {
+  GraceCookie newest;
   for (Mfn mfn : tables) {
-    const uint64_t stamp = release_stamps_.At(mfn);
-    if (stamp == 0) return 0;  // Unknown: wait for every older walker.
+    const GraceCookie stamp = release_stamps_.At(mfn);
+    // Unknown: wait for every older walker.
+    if (stamp == GraceCookie()) return GraceCookie();
     newest = std::max(newest, stamp);
   }
   return newest;
 }
 
-void FlushPolicy::AfterAllocate(const Domain& domain, uint32_t stamp) {
+void FlushPolicy::AfterAllocate(const Domain& domain, TlbStamp stamp) {
   const Policy policy = PolicyFor(domain);
   // An IPI allocation flush stands in for the walkers' IPI (force-ipi: Xen
   // 4.14 sends it NO_ASSIST), so it may skip only pCPUs whose own flush
@@ -203,9 +205,9 @@ void FlushPolicy::AfterAllocate(const Domain& domain, uint32_t stamp) {
   FlushRequest request{CpuMask(), FlushScope::All()};
   // Read before the filter: if the clock reads 0 now, NeedFlush selects
   // every pCPU, and each flush below began after the wrap.
-  const bool wrapped = machine_.clock->Now() == 0;
+  const bool wrapped = machine_.clock->Now() == TlbStamp();
   for (const Pcpu* p : machine_.pcpus) {
-    const uint64_t record =
+    const FlushRecord record =
         no_assist ? p->quiescent_flush_time() : p->flush_time();
     if (machine_.clock->NeedFlush(record, stamp)) request.targets.Set(p->id());
   }

@@ -153,7 +153,7 @@ class FlushPolicy : public FlushHooks {
                            absl::Span<const Mfn> tables) override;
   void BeforeRetype(const Domain& domain, absl::Span<const Mfn> tables,
                     absl::Span<const Mfn> former_writable) override;
-  void AfterAllocate(const Domain& domain, uint32_t stamp) override;
+  void AfterAllocate(const Domain& domain, TlbStamp stamp) override;
   // kInvalidArgument for a tag OverrideTag never returns; kFailedPrecondition
   // for assisted-unsafe unless allowed. So PolicyFor never meets a bad tag.
   absl::Status CheckPolicyTag(uint8_t tag) const override;
@@ -183,9 +183,9 @@ class FlushPolicy : public FlushHooks {
   // force-ipi sends (counted apart).
   void Send(FlushRequest request, FlushReason reason, bool no_assist,
             bool forced);
-  // The newest release stamp among `tables`, or 0 if one was never released
-  // (CondSynchronize then waits for every open section).
-  uint64_t NewestStamp(absl::Span<const Mfn> tables) const;
+  // The newest release stamp among `tables`, or GraceCookie() if one was
+  // never released (CondSynchronize then waits for every open section).
+  GraceCookie NewestStamp(absl::Span<const Mfn> tables) const;
 
   const Policy policy_;
   const bool allow_unsafe_;

@@ -45,8 +45,8 @@ struct PolicyParts {
 class FlushPolicyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    domain_.MarkDirty(0);
-    domain_.MarkDirty(2);
+    domain_.MarkDirty(PcpuId(0));
+    domain_.MarkDirty(PcpuId(2));
   }
   FlushPolicy::Machine Machine() { return parts_.Machine(); }
   std::unique_ptr<FlushPolicy> Make(Policy p) { return parts_.Make(p); }
@@ -76,7 +76,7 @@ TEST_F(FlushPolicyTest, ParsesNamesAndRefusesUnsafeUnlessAllowed) {
                 .code(),
             absl::StatusCode::kInvalidArgument);
   TlbClock other_clock;
-  Pcpu unclocked(7, &other_clock, Tlb::Options());  // No SectionClock.
+  Pcpu unclocked(PcpuId(7), &other_clock, Tlb::Options());  // No SectionClock.
   FlushPolicy::Machine no_sections = Machine();
   no_sections.pcpus.push_back(&unclocked);
   EXPECT_EQ(FlushPolicy::Create(Policy::kAssistedRcu, false, no_sections)
@@ -135,8 +135,8 @@ TEST_F(FlushPolicyTest, RcuRetypeOfAReleasedTableWithNoOlderWalkerIsFree) {
   auto p = Make(Policy::kAssistedRcu);
   const Mfn tables[] = {Mfn(6), Mfn(7)};
   p->AfterTablesReleased(domain_, tables);
-  EXPECT_NE(p->release_stamps().At(Mfn(6)), 0u);
-  EXPECT_EQ(p->release_stamps().At(Mfn(8)), 0u);
+  EXPECT_NE(p->release_stamps().At(Mfn(6)), GraceCookie());
+  EXPECT_EQ(p->release_stamps().At(Mfn(8)), GraceCookie());
   p->BeforeRetype(domain_, {Mfn(6)}, {});
   p->BeforeRetype(domain_, {Mfn(7)}, {});
   EXPECT_EQ(p->stats().retype_polls_elapsed, 2u);
@@ -152,8 +152,8 @@ TEST(FlushPolicyRcuTest, RetypeWaitsOnlyForWalkersOlderThanTheRelease) {
   PolicyParts parts(readers.pcpus(), &readers.clock());
   auto p = parts.Make(Policy::kAssistedRcu);
   Domain domain(DomainId(1), "d", 1, 16);
-  domain.MarkDirty(0);
-  domain.MarkDirty(1);
+  domain.MarkDirty(PcpuId(0));
+  domain.MarkDirty(PcpuId(1));
   const Mfn table[] = {Mfn(3)};
 
   readers.Park(0, domain.id());  // Older than the release.
@@ -183,14 +183,14 @@ TEST_F(FlushPolicyTest, UnsafeIsAllAssistedAndWaitsForNobody) {
 
 TEST_F(FlushPolicyTest, AllocationFlushSkipsPcpusThatFlushedSinceTheStamp) {
   auto p = Make(Policy::kIpi);
-  const uint32_t stamp = clock_.Now();
+  const TlbStamp stamp = clock_.Now();
   p->AfterAllocate(domain_, stamp);  // Nobody has flushed yet: all three.
   EXPECT_EQ(ipi_->ipis_sent(), 3u);
   p->AfterAllocate(domain_, stamp);  // All flushed after the stamp: nobody.
   EXPECT_EQ(ipi_->ipis_sent(), 3u);
   // Assisted full flushes advance flush times too.
   auto rcu = Make(Policy::kAssistedRcu);
-  const uint32_t later = clock_.Now();
+  const TlbStamp later = clock_.Now();
   rcu->AfterAllocate(domain_, later);
   EXPECT_EQ(assisted_->targets_invalidated(), 3u);
   rcu->AfterAllocate(domain_, later);
@@ -206,10 +206,10 @@ TEST(FlushPolicyClockTest, AnAssistedFlushDoesNotExcuseAWalkerFromAnIpi) {
   PolicyParts parts(readers.pcpus(), &readers.clock());
   Pcpu& walking = *readers.pcpus()[1];
   Domain domain(DomainId(1), "d", 1, 16);
-  const uint32_t stamp = readers.clock().Now();  // A frame freed now ...
+  const TlbStamp stamp = readers.clock().Now();  // A frame freed now ...
   readers.Park(1, domain.id());  // ... that this walker may still read.
   FlushBatch batch;
-  batch.targets.Set(1);
+  batch.targets.Set(PcpuId(1));
   batch.scopes = {FlushScope::All()};
   batch.requests = 1;
   parts.assisted.Flush(batch);
@@ -284,7 +284,7 @@ TEST_F(FlushPolicyTest, EachHookFollowsTheDomainsOwnPolicy) {
   auto p = Make(Policy::kAssistedRcu);
   Domain ipi_domain(DomainId(2), "i", 1, 16,
                     p->OverrideTag(Policy::kIpi).value());
-  ipi_domain.MarkDirty(1);
+  ipi_domain.MarkDirty(PcpuId(1));
   p->AfterUnmap(ipi_domain, false);  // By IPI, to pCPU 1 only.
   EXPECT_EQ(ipi_->ipis_sent(), 1u);
   EXPECT_EQ(raw_[1]->ipis_served(), 1u);
@@ -292,7 +292,7 @@ TEST_F(FlushPolicyTest, EachHookFollowsTheDomainsOwnPolicy) {
   EXPECT_EQ(ipi_->calls(), 1u);
   EXPECT_EQ(assisted_->calls(), 1u);
   // The allocation flush follows the allocating domain too.
-  const uint32_t stamp = clock_.Now();
+  const TlbStamp stamp = clock_.Now();
   p->AfterAllocate(ipi_domain, stamp);
   EXPECT_EQ(ipi_->calls(), 2u);
   p->AfterAllocate(domain_, clock_.Now());
@@ -301,20 +301,20 @@ TEST_F(FlushPolicyTest, EachHookFollowsTheDomainsOwnPolicy) {
 }
 
 TEST(FlushPolicyWrapTest, AllocationAfterAWrapFlushesEveryoneAndResets) {
-  TlbClock clock(std::numeric_limits<uint32_t>::max());
+  TlbClock clock{TlbStamp(std::numeric_limits<uint32_t>::max())};
   testing::PcpuSet pcpus(3, testing::PcpuSet::Idle, &clock);
   PolicyParts parts(pcpus.pcpus(), &clock);
   auto p = parts.Make(Policy::kAssistedRcu);
   AssistedFlushBackend& assisted = parts.assisted;
   Domain d(DomainId(1), "d", 1, 16);
   p->AfterAllocate(d, clock.Now());  // Full flush of all three: wraps.
-  ASSERT_EQ(clock.Now(), 0u);
+  ASSERT_EQ(clock.Now(), TlbStamp());
   ASSERT_EQ(p->stats().clock_periods, 0u) << "that flush began before the wrap";
   const uint64_t before = assisted.targets_invalidated();
-  p->AfterAllocate(d, /*stamp=*/5);  // Wrapped: everyone, then a new period.
+  p->AfterAllocate(d, TlbStamp(5));  // Wrapped: everyone, then a new period.
   EXPECT_EQ(assisted.targets_invalidated() - before, 3u);
   EXPECT_EQ(p->stats().clock_periods, 1u);
-  EXPECT_EQ(clock.Now(), 1u);
+  EXPECT_EQ(clock.Now(), TlbStamp(1));
   EXPECT_EQ(clock.period(), 1u);
   pcpus.Stop();
 }

@@ -44,8 +44,8 @@ DeferredRetirer::~DeferredRetirer() {
 }
 
 DeferredRetirer::Batch& DeferredRetirer::CurrentBatch() {
-  const int cpu = sched_getcpu();
-  return batches_[cpu < 0 ? 0 : cpu % batch_count_];
+  const int host_cpu = sched_getcpu();  // A host core, not a PcpuId.
+  return batches_[host_cpu < 0 ? 0 : host_cpu % batch_count_];
 }
 
 template <typename Covered>
@@ -94,7 +94,7 @@ void DeferredRetirer::Retire(const Domain& owner, absl::Span<const Mfn> frames) 
     MutexLock lock(&batch.mu);
     // Unstamped: the cookie comes later, from the poll (or from whoever
     // takes the batch's frames): a later cookie only ever waits longer.
-    for (Mfn mfn : frames) batch.frames.push_back({0, domain, mfn});
+    for (Mfn mfn : frames) batch.frames.push_back({GraceCookie(), domain, mfn});
     batch.unstamped += frames.size();
     pending_.fetch_add(frames.size(), std::memory_order_acq_rel);
     // Inline reclaim, once per kGather frames: one cookie for all frames
@@ -132,9 +132,9 @@ void DeferredRetirer::StampLocked(Batch& batch) {
   if (batch.unstamped == 0) return;
   // Taken under the batch's lock, so after every pushed frame's unhook and
   // flush (they happened before their Retire() released this lock).
-  const uint64_t cookie = grace_->GetState();
+  const GraceCookie cookie = grace_->GetState();
   for (auto it = batch.frames.rbegin();
-       it != batch.frames.rend() && it->cookie == 0; ++it) {
+       it != batch.frames.rend() && it->cookie == GraceCookie(); ++it) {
     it->cookie = cookie;
   }
   batch.unstamped = 0;
@@ -149,7 +149,7 @@ DeferredRetirer::Waits DeferredRetirer::PendingWaits(DomainId only,
     StampLocked(batches_[i]);
     for (const Pending& p : batches_[i].frames) {
       if (only.value() != 0 && p.domain != only) continue;
-      uint64_t& newest = waits[p.domain];
+      GraceCookie& newest = waits[p.domain];
       newest = std::max(newest, p.cookie);
     }
   }
@@ -160,17 +160,17 @@ namespace {
 
 // Whether a grace period that waited for `waits` covers `p`: its domain's
 // sections older than a cookie at least as new as its own. Frames retired
-// after the waits were taken are unstamped (cookie 0) or newer: never.
-auto CoveredBy(const absl::flat_hash_map<DomainId, uint64_t>& waits) {
+// after the waits were taken are unstamped (GraceCookie()) or newer: never.
+auto CoveredBy(const absl::flat_hash_map<DomainId, GraceCookie>& waits) {
   return [&waits](const auto& p) {
-    if (p.cookie == 0) return false;
+    if (p.cookie == GraceCookie()) return false;
     auto it = waits.find(p.domain);
     return it != waits.end() && p.cookie <= it->second;
   };
 }
 
-std::vector<std::pair<DomainId, uint64_t>> AsVector(
-    const absl::flat_hash_map<DomainId, uint64_t>& waits) {
+std::vector<std::pair<DomainId, GraceCookie>> AsVector(
+    const absl::flat_hash_map<DomainId, GraceCookie>& waits) {
   return {waits.begin(), waits.end()};
 }
 

@@ -131,14 +131,15 @@ class DeferredRetirer final : public FrameRetirer {
 
  private:
   struct Pending {
-    // GracePeriods::GetState() after the unhook; 0 until stamped.
-    uint64_t cookie;
+    // GracePeriods::GetState() after the unhook; GraceCookie() until
+    // stamped.
+    GraceCookie cookie;
     DomainId domain;
     Mfn mfn;
   };
   struct alignas(64) Batch {
     mutable Mutex mu;
-    // Unstamped frames (cookie 0) are the newest, at the end.
+    // Unstamped frames (GraceCookie()) are the newest, at the end.
     std::vector<Pending> frames ABSL_GUARDED_BY(mu);
     uint64_t unstamped ABSL_GUARDED_BY(mu) = 0;
     // Inline polls so far (written under mu): the reclaimer leaves a batch
@@ -148,7 +149,7 @@ class DeferredRetirer final : public FrameRetirer {
   // Which batches a bulk operation covers (empty: all).
   using BatchSet = std::vector<bool>;
   // The newest cookie of each domain with frames pending, over all batches.
-  using Waits = absl::flat_hash_map<DomainId, uint64_t>;
+  using Waits = absl::flat_hash_map<DomainId, GraceCookie>;
 
   static uint64_t Load(const std::atomic<uint64_t>& n) {
     return n.load(std::memory_order_relaxed);

@@ -121,14 +121,14 @@ TEST_F(DeferredRetirerTest, FramesRetiredDuringAGracePeriodWaitForTheNext) {
   readers_.Park(0, d);
   ASSERT_EQ(mm_->UnmapRange(d, Vaddr(0), 1).value().frames_released, 1u);
   // The reclaimer took that frame's grace period and waits for pCPU 0.
-  while (!grace_->WaitingFor(0)) std::this_thread::yield();
+  while (!grace_->WaitingFor(PcpuId(0))) std::this_thread::yield();
   readers_.Park(1, d);  // A walker that entered after it began.
   ASSERT_EQ(mm_->UnmapRange(d, Vaddr(kPageSize), 1).value().frames_released,
             1u);
   readers_.Release(0);
   // The first frame goes; the second must wait for pCPU 1.
   while (retirer_->pending_frames() > 1) std::this_thread::yield();
-  while (!grace_->WaitingFor(1)) std::this_thread::yield();
+  while (!grace_->WaitingFor(PcpuId(1))) std::this_thread::yield();
   EXPECT_EQ(retirer_->pending_frames(), 1u) << "freed under a walker";
   readers_.Release(1);
   EXPECT_TRUE(Eventually([&] { return retirer_->pending_frames() == 0; }));
@@ -211,7 +211,7 @@ TEST(DeferredRetirerStressTest, ChurnWithReadersAndAudits) {
   std::vector<Pcpu*> raw;
   for (int i = 0; i < 3; ++i) {
     pcpus.push_back(
-        std::make_unique<Pcpu>(i, &clock, Tlb::Options(), &sections));
+        std::make_unique<Pcpu>(PcpuId(i), &clock, Tlb::Options(), &sections));
     raw.push_back(pcpus.back().get());
   }
   GracePeriods grace(raw);
@@ -221,7 +221,7 @@ TEST(DeferredRetirerStressTest, ChurnWithReadersAndAudits) {
   const DomainId b = mm->CreateDomain({"b", 1, 4096}).value();
   for (auto& p : pcpus) {
     p->Start([&, a, b](Pcpu& self) {
-      Pcpu::ReadSection section(self, self.id() % 2 ? a : b);
+      Pcpu::ReadSection section(self, self.id().value() % 2 ? a : b);
       std::this_thread::yield();
       return true;
     });

@@ -33,26 +33,26 @@ GracePeriods::GracePeriods(std::vector<Pcpu*> pcpus)
       clock_(SharedClock(pcpus_)),
       waited_on_(new std::atomic<int>[pcpus_.size()]()) {}
 
-uint64_t GracePeriods::GetState() {
+GraceCookie GracePeriods::GetState() {
   HVMM_CHECK(clock_ != nullptr) << "polled grace periods need a SectionClock";
   return clock_->Advance();
 }
 
 std::vector<GracePeriods::OpenSection> GracePeriods::OlderSectionsOf(
-    DomainId domain, uint64_t cookie) const {
+    DomainId domain, GraceCookie cookie) const {
   std::vector<OpenSection> open = OpenSectionsOf(domain);
-  if (cookie == 0) return open;  // Unknown: every open section may be older.
+  if (cookie == GraceCookie()) return open;  // Unknown: every open section may be older.
   std::vector<OpenSection> older;
   for (const OpenSection& s : open) {
     // This section's entry time, or an earlier section's (older: we wait
     // needlessly), or a later one's (then this one is over).
-    if (pcpus_[s.cpu]->section_entry() < cookie) older.push_back(s);
+    if (pcpus_[s.cpu.value()]->section_entry() < cookie) older.push_back(s);
   }
   return older;
 }
 
-bool GracePeriods::PollState(DomainId domain, uint64_t cookie) const {
-  return cookie != 0 && OlderSectionsOf(domain, cookie).empty();
+bool GracePeriods::PollState(DomainId domain, GraceCookie cookie) const {
+  return cookie != GraceCookie() && OlderSectionsOf(domain, cookie).empty();
 }
 
 GracePeriods::ReaderScan GracePeriods::Scan() const {
@@ -71,8 +71,8 @@ GracePeriods::ReaderScan GracePeriods::Scan() const {
 }
 
 bool GracePeriods::ReaderScan::Elapsed(DomainId domain,
-                                       uint64_t cookie) const {
-  if (cookie == 0 || cookie > now_) return false;
+                                       GraceCookie cookie) const {
+  if (cookie == GraceCookie() || cookie > now_) return false;
   for (const Open& s : open_) {
     if (s.domain == domain && s.entry < cookie) return false;
   }
@@ -80,7 +80,7 @@ bool GracePeriods::ReaderScan::Elapsed(DomainId domain,
 }
 
 bool GracePeriods::CondSynchronizeAll(
-    absl::Span<const std::pair<DomainId, uint64_t>> waits) {
+    absl::Span<const std::pair<DomainId, GraceCookie>> waits) {
   const auto start = std::chrono::steady_clock::now();
   std::atomic_thread_fence(std::memory_order_seq_cst);
   std::vector<OpenSection> older;
@@ -88,10 +88,10 @@ bool GracePeriods::CondSynchronizeAll(
     const uint64_t seq = pcpus_[i]->section_seq();
     if ((seq & 1) == 0) continue;
     const DomainId domain = pcpus_[i]->section_domain();
-    const uint64_t entry = pcpus_[i]->section_entry();
+    const SectionTime entry = pcpus_[i]->section_entry();
     for (const auto& [d, cookie] : waits) {
-      if (d == domain && (cookie == 0 || entry < cookie)) {
-        older.push_back({static_cast<int>(i), seq});
+      if (d == domain && (cookie == GraceCookie() || entry < cookie)) {
+        older.push_back({PcpuId(i), seq});
         break;
       }
     }
@@ -104,10 +104,10 @@ bool GracePeriods::CondSynchronizeAll(
   return true;
 }
 
-bool GracePeriods::CondSynchronize(DomainId domain, uint64_t cookie) {
+bool GracePeriods::CondSynchronize(DomainId domain, GraceCookie cookie) {
   const auto start = std::chrono::steady_clock::now();
   const std::vector<OpenSection> older = OlderSectionsOf(domain, cookie);
-  if (cookie != 0 && older.empty()) {
+  if (cookie != GraceCookie() && older.empty()) {
     polls_elapsed_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
@@ -128,7 +128,7 @@ std::vector<GracePeriods::OpenSection> GracePeriods::OpenSectionsOf(
     // This section's domain or a later section's; if later, `seq` is over
     // and waiting for it costs one check.
     if (pcpus_[i]->section_domain() != domain) continue;
-    open.push_back({static_cast<int>(i), seq});
+    open.push_back({PcpuId(i), seq});
   }
   return open;
 }
@@ -143,17 +143,17 @@ int GracePeriods::WaitOut(const std::vector<OpenSection>& open,
                           std::chrono::steady_clock::time_point start) {
   if (!open.empty()) waiting_.fetch_add(1, std::memory_order_release);
   for (const OpenSection& s : open) {
-    waited_on_[s.cpu].fetch_add(1, std::memory_order_release);
+    waited_on_[s.cpu.value()].fetch_add(1, std::memory_order_release);
     // Spin briefly (sections are short), then sleep until the section's
     // exit wakes us: when pCPUs outnumber cores, a waiter that stays
     // runnable steals the core from the very reader it waits for, and one
     // that polls with short sleeps wakes too often to be scheduled promptly.
-    Pcpu& pcpu = *pcpus_[s.cpu];
+    Pcpu& pcpu = *pcpus_[s.cpu.value()];
     for (int spins = 0;
          spins < kSpinsBeforeSleep && pcpu.section_seq() == s.seq; ++spins) {
     }
     if (pcpu.section_seq() == s.seq) pcpu.AwaitSectionEnd(s.seq, kWakeBackstop);
-    waited_on_[s.cpu].fetch_sub(1, std::memory_order_release);
+    waited_on_[s.cpu.value()].fetch_sub(1, std::memory_order_release);
   }
   if (!open.empty()) waiting_.fetch_sub(1, std::memory_order_release);
   completed_.fetch_add(1, std::memory_order_relaxed);
@@ -168,7 +168,7 @@ int GracePeriods::SynchronizeExpedited(DomainId domain) {
   const std::vector<OpenSection> open = OpenSectionsOf(domain);
   if (!open.empty()) {
     IpiFlush ipi(/*scopes=*/{}, static_cast<int>(open.size()));
-    for (const OpenSection& s : open) pcpus_[s.cpu]->PostIpi(&ipi);
+    for (const OpenSection& s : open) pcpus_[s.cpu.value()]->PostIpi(&ipi);
     ipi.Wait();
   }
   completed_.fetch_add(1, std::memory_order_relaxed);

@@ -54,16 +54,16 @@ class GracePeriods {
   // The same, by IPI (for memory pressure and queue-full fallbacks).
   int SynchronizeExpedited(DomainId domain);
 
-  // A cookie for "now" (after the caller's stores so far). Never 0.
-  // REQUIRES: the pCPUs share a SectionClock.
-  uint64_t GetState();
+  // A cookie for "now" (after the caller's stores so far). Never
+  // GraceCookie(). REQUIRES: the pCPUs share a SectionClock.
+  GraceCookie GetState();
   // True once every read section for `domain` that could have begun before
-  // `cookie` was taken has closed. Cookie 0 ("unknown") is never elapsed.
-  // Does not wait; read sections of other domains never matter.
-  bool PollState(DomainId domain, uint64_t cookie) const;
+  // `cookie` was taken has closed. GraceCookie() ("unknown") is never
+  // elapsed. Does not wait; read sections of other domains never matter.
+  bool PollState(DomainId domain, GraceCookie cookie) const;
   // Unless PollState(domain, cookie): a grace period that waits only for the
   // sections of `domain` older than `cookie`. Returns whether it had to.
-  bool CondSynchronize(DomainId domain, uint64_t cookie);
+  bool CondSynchronize(DomainId domain, GraceCookie cookie);
 
   // What one pass over the pCPUs saw: answers PollState for many (domain,
   // cookie) pairs at the price of one (the DeferredRetirer polls every
@@ -71,17 +71,17 @@ class GracePeriods {
   class ReaderScan {
    public:
     // Whether, when the scan ran, every section of `domain` that could
-    // have begun before `cookie` had closed. Cookie 0 is never elapsed, nor
-    // is a cookie taken after the scan began.
-    bool Elapsed(DomainId domain, uint64_t cookie) const;
+    // have begun before `cookie` had closed. GraceCookie() is never
+    // elapsed, nor is a cookie taken after the scan began.
+    bool Elapsed(DomainId domain, GraceCookie cookie) const;
 
    private:
     friend class GracePeriods;
     struct Open {
       DomainId domain;
-      uint64_t entry;  // The section's entry time (or an earlier one's).
+      SectionTime entry;  // The section's entry time (or an earlier one's).
     };
-    uint64_t now_ = 0;  // The SectionClock at the scan.
+    SectionTime now_;  // The SectionClock at the scan.
     absl::InlinedVector<Open, 8> open_;
   };
   // REQUIRES: the pCPUs share a SectionClock.
@@ -92,7 +92,7 @@ class GracePeriods {
   // has closed. Counts one grace period if it had to wait for anyone.
   // Returns whether it had to.
   bool CondSynchronizeAll(
-      absl::Span<const std::pair<DomainId, uint64_t>> waits);
+      absl::Span<const std::pair<DomainId, GraceCookie>> waits);
 
   uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
   // Grace periods waiting for a reader right now (tests use it to know an
@@ -100,8 +100,8 @@ class GracePeriods {
   int waiting() const { return waiting_.load(std::memory_order_acquire); }
   // Whether a grace period is waiting right now for the section open on
   // pCPU `cpu`.
-  bool WaitingFor(int cpu) const {
-    return waited_on_[cpu].load(std::memory_order_acquire) > 0;
+  bool WaitingFor(PcpuId cpu) const {
+    return waited_on_[cpu.value()].load(std::memory_order_acquire) > 0;
   }
   uint64_t expedited() const { return expedited_.load(std::memory_order_relaxed); }
   // CondSynchronize calls that found their grace period already elapsed.
@@ -118,14 +118,15 @@ class GracePeriods {
 
  private:
   struct OpenSection {
-    int cpu;
+    PcpuId cpu;
     uint64_t seq;
   };
   // After a seq_cst fence: the sections for `domain` open right now.
   std::vector<OpenSection> OpenSectionsOf(DomainId domain) const;
-  // Those of them that may have begun before `cookie` (all, for cookie 0).
+  // Those of them that may have begun before `cookie` (all, for
+  // GraceCookie()).
   std::vector<OpenSection> OlderSectionsOf(DomainId domain,
-                                           uint64_t cookie) const;
+                                           GraceCookie cookie) const;
   // Waits until each of `open` has closed; counts one grace period.
   int WaitOut(const std::vector<OpenSection>& open,
               std::chrono::steady_clock::time_point start);

@@ -111,8 +111,8 @@ TEST(GracePeriodsTest, ReadersThatStartAfterTheGracePeriodAreNotWaitedFor) {
 TEST(GracePeriodsTest, PollWithNoReadersHasElapsed) {
   ParkedReaders readers(2);
   GracePeriods grace(readers.pcpus());
-  const uint64_t cookie = grace.GetState();
-  EXPECT_NE(cookie, 0u);
+  const GraceCookie cookie = grace.GetState();
+  EXPECT_NE(cookie, GraceCookie());
   EXPECT_TRUE(grace.PollState(kD, cookie));
   EXPECT_FALSE(grace.CondSynchronize(kD, cookie));
   EXPECT_EQ(grace.polls_elapsed(), 1u);
@@ -122,7 +122,7 @@ TEST(GracePeriodsTest, PollWithNoReadersHasElapsed) {
 TEST(GracePeriodsTest, UnknownCookieNeverElapses) {
   ParkedReaders readers(2);
   GracePeriods grace(readers.pcpus());
-  EXPECT_FALSE(grace.PollState(kD, 0));
+  EXPECT_FALSE(grace.PollState(kD, GraceCookie()));
 }
 
 TEST(GracePeriodsTest, PollWaitsOnlyForOlderReadersOfTheDomain) {
@@ -130,7 +130,7 @@ TEST(GracePeriodsTest, PollWaitsOnlyForOlderReadersOfTheDomain) {
   GracePeriods grace(readers.pcpus());
   readers.Park(0, kD);  // Began before the cookie.
   readers.Park(1, kE);  // Another domain: never matters.
-  const uint64_t cookie = grace.GetState();
+  const GraceCookie cookie = grace.GetState();
   EXPECT_FALSE(grace.PollState(kD, cookie));
   EXPECT_FALSE(grace.PollState(kE, grace.GetState()))
       << "E's reader began before this cookie too";
@@ -152,7 +152,7 @@ TEST(GracePeriodsTest, CondSynchronizeWaitsForAnOlderReader) {
   ParkedReaders readers(2);
   GracePeriods grace(readers.pcpus());
   readers.Park(1, kD);
-  const uint64_t cookie = grace.GetState();
+  const GraceCookie cookie = grace.GetState();
   ExpectWaitsForReader(readers, grace, 1, [&] {
     EXPECT_TRUE(grace.CondSynchronize(kD, cookie));
   });

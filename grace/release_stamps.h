@@ -12,7 +12,8 @@
 // pipe histogram (guest/guest_cpu.h).
 //
 // One 8-byte stamp per host frame, in lazily backed memory: only frames
-// that were ever released cost RAM. 0 means "never released".
+// that were ever released cost RAM. GraceCookie() (zero) means "never
+// released".
 //
 // Thread-safety: Record() for a frame under its owner's lock (the hooks
 // run there); At() from any thread.
@@ -24,6 +25,7 @@
 
 #include "absl/types/span.h"
 #include "base/lazy_zeroed.h"
+#include "cpu/section_clock.h"
 #include "mm/types.h"
 
 namespace hvmm {
@@ -32,17 +34,17 @@ class ReleaseStamps {
  public:
   explicit ReleaseStamps(uint64_t frame_count) : stamps_(frame_count) {}
 
-  void Record(absl::Span<const Mfn> tables, uint64_t cookie) {
+  void Record(absl::Span<const Mfn> tables, GraceCookie cookie) {
     for (Mfn mfn : tables) {
       stamps_[mfn.value()].store(cookie, std::memory_order_relaxed);
     }
   }
-  uint64_t At(Mfn mfn) const {
+  GraceCookie At(Mfn mfn) const {
     return stamps_[mfn.value()].load(std::memory_order_relaxed);
   }
 
  private:
-  LazyZeroedArray<std::atomic<uint64_t>> stamps_;
+  LazyZeroedArray<std::atomic<GraceCookie>> stamps_;
 };
 
 }  // namespace hvmm

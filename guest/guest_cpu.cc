@@ -182,7 +182,7 @@ bool GuestCpu::FramesUnchanged(const TlbEntry& e) const {
   return true;
 }
 
-int GuestCpu::PipeCount(const WalkResult& w, uint64_t entry_time) const {
+int GuestCpu::PipeCount(const WalkResult& w, SectionTime entry_time) const {
   int pipe = 0;
   for (uint32_t i = 0; i < w.tables_read; ++i) {
     const Mfn t = w.tables[i];
@@ -192,7 +192,7 @@ int GuestCpu::PipeCount(const WalkResult& w, uint64_t entry_time) const {
     if (reuses != 0) {
       pipe = std::max<int>(
           pipe, static_cast<int>(std::min<uint32_t>(reuses + 1, kPipeLen - 1)));
-    } else if (options_.release_stamps != nullptr && entry_time != 0 &&
+    } else if (options_.release_stamps != nullptr && entry_time != SectionTime() &&
                options_.release_stamps->At(t) >= entry_time) {
       pipe = std::max(pipe, 1);
     }

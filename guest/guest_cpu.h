@@ -205,7 +205,7 @@ class GuestCpu {
   void Switch(Pcpu& self);
   bool FramesUnchanged(const TlbEntry& e) const;
   // The walk's pipe count (file comment); `entry_time` is its section's.
-  int PipeCount(const WalkResult& w, uint64_t entry_time) const;
+  int PipeCount(const WalkResult& w, SectionTime entry_time) const;
 
   const FrameTable* const table_;
   VcpuRunQueue* const run_queue_;

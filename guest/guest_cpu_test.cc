@@ -50,7 +50,7 @@ TEST(GuestCpuTest, AccessesHitTheTlbAndOnlyAStaleEntryIsAViolation) {
   std::vector<std::unique_ptr<Pcpu>> pcpus;
   std::vector<std::unique_ptr<GuestCpu>> guests;
   for (int i = 0; i < 2; ++i) {
-    pcpus.push_back(std::make_unique<Pcpu>(i, &clock, Tlb::Options()));
+    pcpus.push_back(std::make_unique<Pcpu>(PcpuId(i), &clock, Tlb::Options()));
     guests.push_back(std::make_unique<GuestCpu>(
         &mm->frame_table(), &run_queue, Slices(1024)));
   }
@@ -111,7 +111,7 @@ class HandDrivenGuest {
   HandDrivenGuest()
       : mm_(MakeMemoryManager(1024)),
         domain_(mm_->CreateDomain({"a", 1, 256}).value()),
-        pcpu_(0, &clock_, Tlb::Options()) {
+        pcpu_(PcpuId(0), &clock_, Tlb::Options()) {
     HVMM_CHECK(mm_->MapRange(domain_, Vaddr(0), 1, true).ok());
     WorkloadConfig w;
     w.ranges = {{Vaddr(0), 1}};
@@ -240,10 +240,10 @@ TEST(GuestCpuTest, SwitchingDomainsMovesThePcpuBetweenDirtyMasks) {
   run_queue.AddDomain(mm->FindDomain(a), w, 1);
   run_queue.AddDomain(mm->FindDomain(b), w, 2);
   TlbClock clock;
-  Pcpu pcpu(3, &clock, Tlb::Options());
+  Pcpu pcpu(PcpuId(3), &clock, Tlb::Options());
   GuestCpu guest(&mm->frame_table(), &run_queue, Slices(1));
   auto in_mask = [&](DomainId d) {
-    return mm->FindDomain(d)->DirtyMask().Test(3);
+    return mm->FindDomain(d)->DirtyMask().Test(PcpuId(3));
   };
   ASSERT_TRUE(guest.Step(pcpu));  // Runs a: fills a's translation.
   EXPECT_TRUE(in_mask(a));
@@ -284,7 +284,7 @@ TEST(GuestCpuTest, SwitchingToAVcpuOnAnotherRootDropsTheDomainsTranslations) {
     VcpuRunQueue run_queue;
     run_queue.AddDomain(mm->FindDomain(a), w, 1);
     TlbClock clock;
-    Pcpu pcpu(0, &clock, Tlb::Options());
+    Pcpu pcpu(PcpuId(0), &clock, Tlb::Options());
     // One access per slice: every step switches vCPU (0, 1, 0, 1).
     GuestCpu guest(&mm->frame_table(), &run_queue, Slices(1));
     for (int i = 0; i < 4; ++i) ASSERT_TRUE(guest.Step(pcpu));

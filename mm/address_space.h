@@ -37,7 +37,7 @@ struct MapRangeResult {
   uint64_t tables_created = 0;
   // Highest tlbflush_timestamp among the frames allocated: the allocation
   // flush may skip CPUs that flushed after it.
-  uint32_t alloc_flush_stamp = 0;
+  TlbStamp alloc_flush_stamp;
 };
 
 struct UnmapRangeResult {

@@ -103,21 +103,21 @@ class Domain {
   // entry to a frame freed right after (the torture tool found this under
   // assisted+force-ipi, which frees data frames as soon as the flush
   // returns).
-  void MarkDirty(int cpu) {
-    dirty_[cpu / 64].fetch_or(uint64_t{1} << (cpu % 64),
-                              std::memory_order_release);
+  void MarkDirty(PcpuId cpu) {
+    dirty_[cpu.value() / 64].fetch_or(uint64_t{1} << (cpu.value() % 64),
+                                      std::memory_order_release);
   }
-  void ClearDirty(int cpu) {
-    dirty_[cpu / 64].fetch_and(~(uint64_t{1} << (cpu % 64)),
-                               std::memory_order_release);
+  void ClearDirty(PcpuId cpu) {
+    dirty_[cpu.value() / 64].fetch_and(~(uint64_t{1} << (cpu.value() % 64)),
+                                       std::memory_order_release);
   }
   CpuMask DirtyMask() const {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     CpuMask mask;
-    for (int w = 0; w < kMaxPcpus / 64; ++w) {
+    for (uint32_t w = 0; w < kMaxPcpus / 64; ++w) {
       const uint64_t bits = dirty_[w].load(std::memory_order_acquire);
-      for (int b = 0; b < 64; ++b) {
-        if (bits & (uint64_t{1} << b)) mask.Set(w * 64 + b);
+      for (uint32_t b = 0; b < 64; ++b) {
+        if (bits & (uint64_t{1} << b)) mask.Set(PcpuId(w * 64 + b));
       }
     }
     return mask;

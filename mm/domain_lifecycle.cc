@@ -61,7 +61,7 @@ absl::StatusOr<DomainId> MemoryManager::CreateDomain(
   {
     MutexLock lock(&domain->mu());
     std::vector<Mfn> frames;
-    if (absl::StatusOr<uint32_t> s = AllocateIntoLocked(*domain, 1, &frames);
+    if (absl::StatusOr<TlbStamp> s = AllocateIntoLocked(*domain, 1, &frames);
         !s.ok()) {
       return s.status();
     }

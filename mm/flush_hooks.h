@@ -49,6 +49,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "mm/tlb_clock.h"
 #include "mm/types.h"
 
 namespace hvmm {
@@ -64,7 +65,7 @@ class FlushHooks {
   virtual void BeforeRetype(const Domain& domain,
                             absl::Span<const Mfn> tables,
                             absl::Span<const Mfn> former_writable) = 0;
-  virtual void AfterAllocate(const Domain& domain, uint32_t stamp) = 0;
+  virtual void AfterAllocate(const Domain& domain, TlbStamp stamp) = 0;
   virtual absl::Status CheckPolicyTag(uint8_t tag) const = 0;
 };
 

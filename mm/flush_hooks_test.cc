@@ -50,7 +50,7 @@ class RecordingHooks : public FlushHooks {
     calls.push_back(line);
   }
   std::function<std::string()> probe;
-  void AfterAllocate(const Domain& domain, uint32_t stamp) override {
+  void AfterAllocate(const Domain& domain, TlbStamp stamp) override {
     calls.push_back("allocate");
     if (probe_table != nullptr) {
       probed_entry = probe_table->entries(probe_mfn)[probe_index].load();
@@ -263,7 +263,7 @@ TEST_F(FlushHooksTest, SetFlushPolicyAsksTheHooksAndReturnsThePrevious) {
 }
 
 TEST(FlushPolicyWithoutHooksTest, SetFlushPolicyNeedsAFlushEngine) {
-  auto mm = MemoryManager::Create({256, 1, 1}).value();
+  auto mm = MemoryManager::Create({256, 1, TlbStamp(1)}).value();
   const DomainId d = mm->CreateDomain({"p", 1, 8}).value();
   const absl::Status s = mm->SetFlushPolicy(d, 0).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);

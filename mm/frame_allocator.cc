@@ -32,8 +32,8 @@ uint64_t FrameAllocator::free_frames() const {
 }
 
 int FrameAllocator::CurrentShard() const {
-  const int cpu = sched_getcpu();
-  return cpu < 0 ? 0 : cpu % shard_count_;
+  const int host_cpu = sched_getcpu();  // A host core, not a PcpuId.
+  return host_cpu < 0 ? 0 : host_cpu % shard_count_;
 }
 
 bool FrameAllocator::PopLocked(Shard& shard, uint64_t* mfn) {

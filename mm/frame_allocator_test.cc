@@ -152,7 +152,7 @@ TEST(FrameAllocatorReturnTest, ReturnUnusedLeavesNoTrace) {
   clock.Tick();
   allocator.ReturnUnused(m);
   EXPECT_EQ(table->info(m).generation.load(), 0u);
-  EXPECT_EQ(table->info(m).tlbflush_timestamp.load(), 0u);
+  EXPECT_EQ(table->info(m).tlbflush_timestamp.load(), TlbStamp());
   EXPECT_EQ(allocator.free_frames(), 4u);
 }
 

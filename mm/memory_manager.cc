@@ -98,7 +98,7 @@ void MemoryManager::CommitLocked(Domain& domain, TypeTransaction& txn,
   retirer_->Retire(domain, leaving);
 }
 
-void MemoryManager::AfterAllocate(const Domain& domain, uint32_t stamp) {
+void MemoryManager::AfterAllocate(const Domain& domain, TlbStamp stamp) {
   if (hooks_ != nullptr) hooks_->AfterAllocate(domain, stamp);
 }
 
@@ -118,14 +118,14 @@ absl::StatusOr<MemoryManager::LockedDomain> MemoryManager::Lock(
   return locked;
 }
 
-absl::StatusOr<uint32_t> MemoryManager::AllocateIntoLocked(
+absl::StatusOr<TlbStamp> MemoryManager::AllocateIntoLocked(
     Domain& domain, uint64_t count, std::vector<Mfn>* out) {
   const uint64_t tot = domain.tot_pages_locked();
   if (count > domain.max_pages() || tot > domain.max_pages() - count) {
     return QuotaExceededError(domain.id(), tot, domain.max_pages(), count);
   }
   const size_t first = out->size();
-  uint32_t stamp = 0;
+  TlbStamp stamp;
   for (uint64_t i = 0; i < count; ++i) {
     absl::StatusOr<Mfn> mfn = allocator_.Allocate();
     // Frames waiting for a grace period are not in use: reclaim them before
@@ -168,7 +168,7 @@ absl::StatusOr<std::vector<Mfn>> MemoryManager::IncreaseReservation(
   Domain& domain = **d;
   domain.mu().AssertHeld();  // Held by the LockedDomain.
   std::vector<Mfn> frames;
-  absl::StatusOr<uint32_t> stamp = AllocateIntoLocked(domain, count, &frames);
+  absl::StatusOr<TlbStamp> stamp = AllocateIntoLocked(domain, count, &frames);
   if (!stamp.ok()) return stamp.status();
   return frames;
 }
@@ -337,7 +337,7 @@ absl::StatusOr<MapRangeResult> MemoryManager::MapRange(DomainId id,
   if (!tables.ok()) return tables.status();
 
   std::vector<Mfn> frames;
-  absl::StatusOr<uint32_t> stamp =
+  absl::StatusOr<TlbStamp> stamp =
       AllocateIntoLocked(domain, *tables + pages, &frames);
   if (!stamp.ok()) return stamp.status();
 

@@ -57,7 +57,7 @@ struct MemoryManagerOptions {
   // Allocator shards; 0 means one per online CPU.
   int allocator_shards = 0;
   // The TLB clock's first time; near 2^32 to exercise the wrap (>= 1).
-  uint32_t tlb_clock_start = 1;
+  TlbStamp tlb_clock_start{1};
 };
 
 struct DomainConfig {
@@ -106,7 +106,7 @@ struct FrameSnapshot {
   bool pinned = false;
   bool retiring = false;
   uint32_t generation = 0;
-  uint32_t tlbflush_timestamp = 0;
+  TlbStamp tlbflush_timestamp;
 };
 
 class MemoryManager {
@@ -222,7 +222,7 @@ class MemoryManager {
   // Allocates `count` frames into the domain, all or none, after the quota
   // check, and runs the allocation flush (FlushHooks::AfterAllocate) before
   // returning. Returns the highest tlbflush_timestamp among them.
-  absl::StatusOr<uint32_t> AllocateIntoLocked(Domain& domain, uint64_t count,
+  absl::StatusOr<TlbStamp> AllocateIntoLocked(Domain& domain, uint64_t count,
                                               std::vector<Mfn>* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(domain.mu());
 
@@ -247,7 +247,7 @@ class MemoryManager {
   // Whether any of `frames` has a page-table type, at any type count: a
   // walker that began before they were unhooked may still read them.
   bool LeavingFramesIncludeTables(absl::Span<const Mfn> frames) const;
-  void AfterAllocate(const Domain& domain, uint32_t stamp);
+  void AfterAllocate(const Domain& domain, TlbStamp stamp);
 
   // The root MapRange/UnmapRange work under: the domain's own, still a
   // validated L4. kFailedPrecondition otherwise.

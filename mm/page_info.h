@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "mm/tlb_clock.h"
 #include "mm/types.h"
 
 namespace hvmm {
@@ -48,7 +49,7 @@ struct PageInfo {
   // reader that recorded it can tell the frame was reused (DESIGN §6).
   std::atomic<uint32_t> generation;
   // TlbClock time when the frame was freed or stopped being a page table.
-  std::atomic<uint32_t> tlbflush_timestamp;
+  std::atomic<TlbStamp> tlbflush_timestamp;
   // Raw DomainId of the owner; 0 when free or retiring.
   std::atomic<uint32_t> owner;
   uint32_t count;       // General references; see the file comment.

@@ -2,14 +2,13 @@
 
 namespace hvmm {
 
-uint64_t TlbClock::Tick() {
-  uint64_t s = state_.load(std::memory_order_relaxed);
+FlushRecord TlbClock::Tick() {
+  FlushRecord s = state_.load(std::memory_order_relaxed);
   for (;;) {
     // Wrapped (time 0): stays there until a new period begins.
-    if (static_cast<uint32_t>(s) == 0) return s;
+    if (s.time() == TlbStamp()) return s;
     // The time wraps to 0 within the period; the period never changes here.
-    const uint64_t next =
-        (s & ~uint64_t{0xffffffff}) | static_cast<uint32_t>(s + 1);
+    const FlushRecord next(s.period(), TlbStamp(s.time().value() + 1));
     if (state_.compare_exchange_weak(s, next, std::memory_order_acq_rel,
                                      std::memory_order_relaxed)) {
       return next;
@@ -18,9 +17,9 @@ uint64_t TlbClock::Tick() {
 }
 
 bool TlbClock::ResetPeriod() {
-  uint64_t s = state_.load(std::memory_order_relaxed);
-  if (static_cast<uint32_t>(s) != 0) return false;
-  const uint64_t next = (((s >> 32) + 1) << 32) | 1;
+  FlushRecord s = state_.load(std::memory_order_relaxed);
+  if (s.time() != TlbStamp()) return false;
+  const FlushRecord next(s.period() + 1, TlbStamp(1));
   return state_.compare_exchange_strong(s, next, std::memory_order_acq_rel,
                                         std::memory_order_relaxed);
 }

@@ -20,35 +20,65 @@
 // new period and wrongly filter that CPU out. In period 0, a record equals
 // its time.
 //
-// Thread-safety: all methods are safe to call concurrently.
+// Two types keep the halves apart: a TlbStamp is a time (what a frame is
+// stamped with), a FlushRecord is a CPU's period and time. A stamp is never
+// compared with a record except through NeedFlush.
+//
+// Thread-safety: all TlbClock methods are safe to call concurrently;
+// TlbStamp and FlushRecord are thread-compatible values (std::atomic of
+// either is lock-free).
 #ifndef HVMM_MM_TLB_CLOCK_H_
 #define HVMM_MM_TLB_CLOCK_H_
 
 #include <atomic>
 #include <cstdint>
 
+#include "base/strong_int.h"
+
 namespace hvmm {
+
+// A time on the TlbClock: a frame's tlbflush_timestamp. TlbStamp() (0) is
+// both "never stamped" and what the clock reads once it has wrapped.
+using TlbStamp = StrongInt<class TlbStampTag, uint32_t>;
+
+// When a CPU last flushed its whole TLB: the clock's period and its time in
+// that period. FlushRecord() (period 0, time 0) means "never flushed".
+// Records compare as their packed value, period << 32 | time (the clock's
+// own layout): by period, then time, so a later flush never has a smaller
+// record.
+class FlushRecord : public StrongInt<FlushRecord, uint64_t> {
+ public:
+  constexpr FlushRecord() = default;
+  constexpr FlushRecord(uint32_t period, TlbStamp time)
+      : StrongInt(uint64_t{period} << 32 | time.value()) {}
+
+  constexpr uint32_t period() const {
+    return static_cast<uint32_t>(value() >> 32);
+  }
+  constexpr TlbStamp time() const {
+    return TlbStamp(static_cast<uint32_t>(value()));
+  }
+};
+static_assert(std::atomic<TlbStamp>::is_always_lock_free);
+static_assert(std::atomic<FlushRecord>::is_always_lock_free);
 
 class TlbClock {
  public:
-  // Starts at `start` in period 0, so that a CPU flush record of 0 means
+  // Starts at `start` in period 0, so that FlushRecord() means
   // "never flushed".
-  explicit TlbClock(uint32_t start = 1) : state_(start) {}
+  explicit TlbClock(TlbStamp start = TlbStamp(1))
+      : state_(FlushRecord(0, start)) {}
   TlbClock(const TlbClock&) = delete;
   TlbClock& operator=(const TlbClock&) = delete;
 
   // The current time: the stamp to give a page now.
-  uint32_t Now() const {
-    return static_cast<uint32_t>(state_.load(std::memory_order_acquire));
-  }
-  uint32_t period() const {
-    return static_cast<uint32_t>(state_.load(std::memory_order_acquire) >> 32);
-  }
+  TlbStamp Now() const { return Read().time(); }
+  uint32_t period() const { return Read().period(); }
 
   // Called before a CPU flushes its whole TLB. Returns the flush record to
   // store once the flush is done; its time is 0 if the clock has wrapped
   // and a new period must begin (Xen's pre_flush()).
-  uint64_t Tick();
+  FlushRecord Tick();
 
   // Starts a new period, if the clock reads 0. REQUIRES: every CPU has
   // completed a full flush that began after the clock read 0. Returns
@@ -57,18 +87,20 @@ class TlbClock {
 
   // Whether a CPU whose last full flush is `cpu_flush_record` may still hold
   // a translation of a page stamped `page_stamp` (Xen's NEED_FLUSH).
-  bool NeedFlush(uint64_t cpu_flush_record, uint32_t page_stamp) const {
-    const uint64_t state = state_.load(std::memory_order_acquire);
-    const uint32_t now = static_cast<uint32_t>(state);
-    if (now == 0) return true;
-    const uint32_t cpu_time = (cpu_flush_record >> 32) == (state >> 32)
-                                  ? static_cast<uint32_t>(cpu_flush_record)
-                                  : 0;
+  bool NeedFlush(FlushRecord cpu_flush_record, TlbStamp page_stamp) const {
+    const FlushRecord state = Read();
+    const TlbStamp now = state.time();
+    if (now == TlbStamp()) return true;
+    const TlbStamp cpu_time = cpu_flush_record.period() == state.period()
+                                  ? cpu_flush_record.time()
+                                  : TlbStamp();
     return cpu_time <= page_stamp && page_stamp <= now;
   }
 
  private:
-  std::atomic<uint64_t> state_;  // period << 32 | time
+  FlushRecord Read() const { return state_.load(std::memory_order_acquire); }
+
+  std::atomic<FlushRecord> state_;  // The clock's period and time.
 };
 
 }  // namespace hvmm

@@ -173,7 +173,7 @@ TEST_F(TypeRulesTest, NewReferencesAreTakenBeforeOldOnesDrop) {
   // Rewriting the only entry that holds l1 with the same entry must not let
   // the type count touch 0 in between: no devalidation, no new stamp.
   const Tree t = BuildTree();
-  const uint32_t stamp = Snap(t.l1).tlbflush_timestamp;
+  const TlbStamp stamp = Snap(t.l1).tlbflush_timestamp;
   mm_->clock().Tick();
   ASSERT_TRUE(Write(t.l2, 0, MakePte(t.l1, kRo)).ok());
   EXPECT_TRUE(Snap(t.l1).validated);

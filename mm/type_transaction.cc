@@ -228,7 +228,7 @@ void TypeTransaction::PublishRemovals() {
   domain_->mu().AssertHeld();  // For the transaction's life (the contract).
   HVMM_CHECK(phase_ == Phase::kOpen) << "PublishRemovals called twice";
   phase_ = Phase::kRemovalsPublished;
-  const uint32_t now = clock_->Now();
+  const TlbStamp now = clock_->Now();
   for (Mfn mfn : type_count_hit_zero_) {
     table_->info(mfn).tlbflush_timestamp.store(now, std::memory_order_relaxed);
   }

@@ -77,7 +77,7 @@ absl::StatusOr<std::unique_ptr<Host>> Host::Create(const HostOptions& options) {
         &host->mm_->frame_table(), &host->run_queue_, std::move(guest)));
     host->queues_.push_back(std::make_unique<PcpuQueue>());
   }
-  host->engine_->Start([raw](int cpu) {
+  host->engine_->Start([raw](PcpuId cpu) {
     return [raw, cpu](Pcpu& self) { return raw->Step(cpu, self); };
   });
   return host;
@@ -92,8 +92,8 @@ void Host::SetViolationListener(ViolationListener listener) {
   listener_ = std::move(listener);
 }
 
-bool Host::Step(int cpu, Pcpu& self) {
-  PcpuQueue& q = *queues_[cpu];
+bool Host::Step(PcpuId cpu, Pcpu& self) {
+  PcpuQueue& q = *queues_[cpu.value()];
   std::shared_ptr<TranslateJob> job;
   {
     MutexLock lock(&q.mu);
@@ -106,7 +106,7 @@ bool Host::Step(int cpu, Pcpu& self) {
     RunTranslate(self, *job);
     return true;
   }
-  return guests_[cpu]->Step(self);
+  return guests_[cpu.value()]->Step(self);
 }
 
 void Host::RunTranslate(Pcpu& self, TranslateJob& job) {
@@ -232,7 +232,7 @@ absl::StatusOr<Translation> Host::Translate(DomainId domain, VcpuId vcpu,
   job->vcpu = vcpu;
   job->va = va;
   job->access = access;
-  const int cpu = static_cast<int>(next_pcpu_.fetch_add(1) % queues_.size());
+  const size_t cpu = next_pcpu_.fetch_add(1) % queues_.size();
   {
     MutexLock lock(&queues_[cpu]->mu);
     if (queues_[cpu]->closed) return DrainingError();

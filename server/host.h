@@ -63,7 +63,7 @@ struct HostOptions {
 // A Translate answer, from the pCPU that walked.
 struct Translation {
   WalkResult walk;
-  int pcpu = 0;
+  PcpuId pcpu;
 };
 
 // Counters of the whole host at one instant (each read without stopping
@@ -189,7 +189,7 @@ class Host {
   };
 
   explicit Host(const HostOptions& options);
-  bool Step(int cpu, Pcpu& self);
+  bool Step(PcpuId cpu, Pcpu& self);
   void RunTranslate(Pcpu& self, TranslateJob& job);
   void NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame);
   std::shared_ptr<DomainCounters> CountersOf(DomainId domain) const;

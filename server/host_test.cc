@@ -35,7 +35,7 @@ TEST(HostTest, TranslateWalksOnAPcpu) {
   EXPECT_EQ(t.walk.tables_read, 4u);
   EXPECT_EQ(t.walk.mfn,
             host->mm().Walk(d, VcpuId(1), kVa, Access::kRead).value().mfn);
-  EXPECT_LT(t.pcpu, 2);
+  EXPECT_LT(t.pcpu, PcpuId(2));
   const Translation miss = host->Translate(d, VcpuId(0), Vaddr(kVa.value() + (2 << 12)),
                                            Access::kRead, deadline)
                                .value();

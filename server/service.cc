@@ -375,7 +375,7 @@ grpc::Status MemoryManagerService::GetFrame(grpc::ServerContext* ctx,
     out->set_pinned(f->pinned);
     out->set_retiring(f->retiring);
     out->set_generation(f->generation);
-    out->set_tlbflush_timestamp(f->tlbflush_timestamp);
+    out->set_tlbflush_timestamp(f->tlbflush_timestamp.value());
     return absl::OkStatus();
   });
 }
@@ -399,7 +399,7 @@ grpc::Status MemoryManagerService::Translate(grpc::ServerContext* ctx,
           "frame table (an mm invariant is broken)"));
     }
     resp->set_outcome(OutcomeToProto(w.outcome));
-    resp->set_pcpu(static_cast<uint32_t>(t->pcpu));
+    resp->set_pcpu(t->pcpu.value());
     for (uint32_t i = 0; i < w.tables_read; ++i) {
       resp->add_table_mfns(w.tables[i].value());
     }

@@ -25,12 +25,12 @@ class ParkedReaders {
       parked_[i].store(false);
     }
     set_ = std::make_unique<PcpuSet>(n, [this](Pcpu& self) {
-      const uint32_t d = park_domain_[self.id()].load();
+      const uint32_t d = park_domain_[self.id().value()].load();
       if (d == 0) return false;
       Pcpu::ReadSection section(self, DomainId(d));
-      parked_[self.id()].store(true);
-      while (park_domain_[self.id()].load() == d) std::this_thread::yield();
-      parked_[self.id()].store(false);
+      parked_[self.id().value()].store(true);
+      while (park_domain_[self.id().value()].load() == d) std::this_thread::yield();
+      parked_[self.id().value()].store(false);
       return true;
     });
   }

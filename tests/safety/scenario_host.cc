@@ -9,7 +9,7 @@ namespace hvmm {
 namespace testing {
 
 ScenarioHost::ScenarioHost(Policy policy, Vaddr va) : va_(va) {
-  mm_ = MemoryManager::Create({4096, 2, 1}).value();
+  mm_ = MemoryManager::Create({4096, 2, TlbStamp(1)}).value();
   FlushEngine::Options options;
   options.policy = policy;
   options.allow_unsafe = true;
@@ -25,7 +25,7 @@ ScenarioHost::ScenarioHost(Policy policy, Vaddr va) : va_(va) {
     guests_.push_back(std::make_unique<GuestCpu>(&mm_->frame_table(),
                                                  &run_queue_, guest));
   }
-  engine_->Start([this](int cpu) {
+  engine_->Start([this](PcpuId cpu) {
     return [this, cpu](Pcpu& self) { return Step(cpu, self); };
   });
   domain_ = mm_->CreateDomain({"d", 2, 256}).value();
@@ -36,7 +36,7 @@ ScenarioHost::ScenarioHost(Policy policy, Vaddr va) : va_(va) {
   run_queue_.AddDomain(mm_->FindDomain(domain_), w, 1);
   // Both pCPUs may hold the domain's translations from the start: flushes
   // reach an ArmAfterFlush walker before its first access.
-  for (int i = 0; i < kPcpus; ++i) mm_->FindDomain(domain_)->MarkDirty(i);
+  for (int i = 0; i < kPcpus; ++i) mm_->FindDomain(domain_)->MarkDirty(PcpuId(i));
 }
 
 ScenarioHost::~ScenarioHost() { Finish(); }
@@ -56,8 +56,8 @@ void ScenarioHost::ParkHook(void* arg, WalkPoint point, Level level) {
   w->state.store(kRunning);
 }
 
-bool ScenarioHost::Step(int cpu, Pcpu& self) {
-  Walker& w = walkers_[cpu];
+bool ScenarioHost::Step(PcpuId cpu, Pcpu& self) {
+  Walker& w = walkers_[cpu.value()];
   if (w.state.load() != kArmed) return false;
   if (w.after_flush && self.ipis_served() == w.ipis_at_arm &&
       self.tlb().requests_received() == w.requests_at_arm) {
@@ -66,7 +66,7 @@ bool ScenarioHost::Step(int cpu, Pcpu& self) {
   }
   int armed = kArmed;
   if (!w.state.compare_exchange_strong(armed, kRunning)) return false;
-  guests_[cpu]->Step(self);
+  guests_[cpu.value()]->Step(self);
   w.state.store(kDone);
   return true;
 }
@@ -103,7 +103,7 @@ void ScenarioHost::RunUpdater(const std::function<void()>& update) {
   while (!done.load()) {
     for (int i = 0; i < kPcpus; ++i) {
       if (walkers_[i].state.load() == kParked &&
-          (engine_->grace().WaitingFor(i) ||
+          (engine_->grace().WaitingFor(PcpuId(i)) ||
            engine_->pcpus()[i]->ipi_pending())) {
         walkers_[i].release.store(true);
       }

@@ -90,7 +90,7 @@ class ScenarioHost {
     uint64_t ipis_at_arm = 0, requests_at_arm = 0;
   };
   static void ParkHook(void* arg, WalkPoint point, Level level);
-  bool Step(int cpu, Pcpu& self);
+  bool Step(PcpuId cpu, Pcpu& self);
   void Arm(int cpu, bool park, bool after_flush);
 
   const Vaddr va_;

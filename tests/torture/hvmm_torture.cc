@@ -96,8 +96,8 @@ TortureOptions OptionsFromFlags() {
   o.hypercall_ns = absl::GetFlag(FLAGS_hypercall_ns);
   o.retype_lag = std::max(0, absl::GetFlag(FLAGS_retype_lag));
   o.seed = absl::GetFlag(FLAGS_seed);
-  o.tlb_clock_start = absl::GetFlag(FLAGS_tlb_clock_start);
-  if (o.tlb_clock_start < 1) Fail("--tlb-clock-start must be >= 1");
+  o.tlb_clock_start = TlbStamp(absl::GetFlag(FLAGS_tlb_clock_start));
+  if (o.tlb_clock_start < TlbStamp(1)) Fail("--tlb-clock-start must be >= 1");
   return o;
 }
 
@@ -145,7 +145,7 @@ void Report(TortureRig& rig, const TortureOptions& o, double elapsed) {
   std::printf("leaked frames: %lu  free-pool-empty events: %lu  "
               "tlb clock: period %u time %u\n",
               (unsigned long)leaked, (unsigned long)u.pool_empty.load(),
-              rig.mm().clock().period(), rig.mm().clock().Now());
+              rig.mm().clock().period(), rig.mm().clock().Now().value());
   std::printf("updater ops: %lu (%.0f/s)  former tables retyped: %lu  "
               "walk pointer re-reads: %lu\n",
               (unsigned long)u.ops.load(), u.ops.load() / elapsed,

@@ -10,7 +10,7 @@ namespace hvmm {
 absl::StatusOr<std::unique_ptr<TortureRig>> TortureRig::Create(
     const TortureOptions& options) {
   if (options.domains < 1 || options.vcpus < 1 || options.window_pages < 16 ||
-      options.tlb_clock_start < 1) {
+      options.tlb_clock_start < TlbStamp(1)) {
     return absl::InvalidArgumentError(
         "domains and vcpus must be >= 1, the window >= 16 pages and the TLB "
         "clock start >= 1");
@@ -55,8 +55,8 @@ absl::StatusOr<std::unique_ptr<TortureRig>> TortureRig::Create(
     rig->guests_.push_back(std::make_unique<GuestCpu>(
         &rig->mm_->frame_table(), &rig->run_queue_, std::move(guest)));
   }
-  rig->engine_->Start([raw](int cpu) {
-    GuestCpu* g = raw->guests_[cpu].get();
+  rig->engine_->Start([raw](PcpuId cpu) {
+    GuestCpu* g = raw->guests_[cpu.value()].get();
     return [g](Pcpu& self) { return g->Step(self); };
   });
   // Domains after the pCPUs: creating them already flushes (by IPI under

@@ -46,7 +46,7 @@ struct TortureOptions {
   // Op::kSetPolicy moves safe domains among the safe policies; false keeps
   // each on its own (benchmarks comparing policies).
   bool change_policies = true;
-  uint32_t tlb_clock_start = 1;  // Near 2^32: the TLB clock wraps in the run.
+  TlbStamp tlb_clock_start{1};  // Near 2^32: the TLB clock wraps in the run.
   uint64_t seed = 1;
 };
 
