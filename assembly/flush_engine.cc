@@ -40,7 +40,8 @@ absl::StatusOr<std::unique_ptr<FlushEngine>> FlushEngine::Create(
   e->deferred_ = std::make_unique<DeferredRetirer>(
       &mm->allocator(), e->grace_.get(), options.deferred);
   e->retirer_ = std::make_unique<PolicyRetirer>(
-      e->policy_.get(), e->deferred_.get(), &mm->allocator());
+      e->policy_.get(), e->deferred_.get(), &mm->frame_table(),
+      &mm->allocator());
   mm->SetFlushHooks(e->policy_.get());
   mm->SetRetirer(e->retirer_.get());
   return e;
