@@ -13,7 +13,8 @@
 // domain on the policy measured). items_per_second is
 // updater ops/s. The counters report what the oracle saw (violations:
 // assisted-unsafe is expected to show them, the others never) and where an
-// rcu updater's time goes: grace periods (gp, gp_p50_us, gp_p99_us), rcu
+// rcu updater's time goes: grace periods (gp, gp_p50_us, gp_p99_us, and
+// gp_ms, their total wall time), rcu
 // retypes that waited for a walker (retype_waits), the retirer's queue-full
 // fallbacks, and the share of deferred frames the updater freed itself
 // (inline%). --op_shares adds each churn operation's share of the
@@ -107,6 +108,10 @@ void BM_UpdaterOps(benchmark::State& state) {
       static_cast<double>(engine.policy().stats().retype_grace_periods);
   state.counters["gp_p50_us"] = engine.grace().LatencyQuantileNs(0.5) / 1e3;
   state.counters["gp_p99_us"] = engine.grace().LatencyQuantileNs(0.99) / 1e3;
+  // Wall time all grace periods took together (retypes', drains' and the
+  // reclaimer's), against the run's length: what the waits could cost.
+  state.counters["gp_ms"] =
+      static_cast<double>(engine.grace().Latencies().sum) / 1e6;
   state.counters["inline%"] =
       deferred.frames_freed() == 0
           ? 0.0
