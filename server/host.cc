@@ -110,7 +110,17 @@ bool Host::Step(PcpuId cpu, Pcpu& self) {
 }
 
 void Host::RunTranslate(Pcpu& self, TranslateJob& job) {
-  const Domain& domain = *job.domain;
+  Domain& domain = *job.domain;
+  // The IPI policies flush, and wait out walkers, only on the domain's
+  // dirty mask: this pCPU must be in it while it walks, as a guest's is
+  // (GuestCpu::Switch marks the pCPU before its first walk; the section's
+  // entry fence orders the mark before the walk's reads, against the
+  // updater's fence before it reads the mask). The walk fills no cache, so
+  // the mark goes again afterwards, unless a vCPU of the domain had already
+  // set it. Only this pCPU's thread writes its own bit: the test and the
+  // clear cannot race.
+  const bool was_dirty = domain.DirtyMask().Test(self.id());
+  if (!was_dirty) domain.MarkDirty(self.id());
   WalkResult walk;
   {
     // A walker's read side: grace periods of this domain wait for it, and
@@ -118,7 +128,7 @@ void Host::RunTranslate(Pcpu& self, TranslateJob& job) {
     Pcpu::ReadSection section(self, domain.id());
     walk = WalkFromBasePointer(mm_->frame_table(),
                                domain.base_pointer_slot(job.vcpu), job.va,
-                               job.access);
+                               job.access, options_.translate_walk_hooks);
     // The oracle's existence check, as GuestCpu does after its walks.
     if (walk.tables_read > 0 && !TablesUnchanged(mm_->frame_table(), walk)) {
       translate_violations_.fetch_add(1, std::memory_order_relaxed);
@@ -126,6 +136,7 @@ void Host::RunTranslate(Pcpu& self, TranslateJob& job) {
                     walk.tables[walk.tables_read - 1]);
     }
   }
+  if (!was_dirty) domain.ClearDirty(self.id());
   translations_.fetch_add(1, std::memory_order_relaxed);
   {
     MutexLock lock(&job.mu);

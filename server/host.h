@@ -58,6 +58,9 @@ struct HostOptions {
   // (guest/guest_cpu.h SpinAtTableReached): slow walkers, so that seconds
   // of a demo show the window the assisted flush leaves. 0: none.
   uint64_t walk_delay_ns = 0;
+  // For tests: hooks every Translate walk runs (mm/walker.h), e.g. to
+  // park one mid-walk.
+  WalkHooks translate_walk_hooks;
 };
 
 // A Translate answer, from the pCPU that walked.

@@ -52,6 +52,64 @@ TEST(HostTest, TranslateWalksOnAPcpu) {
   EXPECT_TRUE(host->Shutdown().ok());
 }
 
+// A Translate walk on a pCPU must be waited out by the IPI policies' flush,
+// which reaches only the domain's dirty mask: the walking pCPU is in it for
+// the walk, and only for the walk (the domain runs no vCPU, so its mask is
+// otherwise empty). The walk parks in the L1 until an IPI waits for it; if
+// the unmap returned first, its IPI skipped the walker (the review found
+// this hole).
+struct ParkedTranslate {
+  std::atomic<bool> park{true};
+  std::atomic<bool> parked{false};
+  std::atomic<bool> release{false};
+  static void Hook(void* arg, WalkPoint point, Level level) {
+    auto* p = static_cast<ParkedTranslate*>(arg);
+    if (point != WalkPoint::kTableReached || level != Level::kL1) return;
+    if (!p->park.exchange(false)) return;
+    p->parked.store(true);
+    while (!p->release.load()) std::this_thread::yield();
+  }
+};
+
+TEST(HostTest, AnIpiFlushWaitsForATranslateWalk) {
+  ParkedTranslate parked;
+  HostOptions o;
+  o.frames = 4096;
+  o.pcpus = 2;
+  o.hypercall_ns = 0;
+  o.translate_walk_hooks = {&ParkedTranslate::Hook, &parked};
+  auto host = Host::Create(o).value();
+  const DomainId d = host->CreateDomain("t", 1, 64, Policy::kIpi).value();
+  ASSERT_TRUE(host->mm().MapRange(d, kVa, 1, true).ok());
+  std::shared_ptr<Domain> domain = host->mm().FindDomain(d);
+  ASSERT_TRUE(domain->DirtyMask().Empty());
+
+  std::thread translate([&] {
+    EXPECT_TRUE(host->Translate(d, VcpuId(0), kVa, Access::kRead,
+                                absl::InfiniteFuture())
+                    .ok());
+  });
+  while (!parked.parked.load()) std::this_thread::yield();
+  EXPECT_EQ(domain->DirtyMask().Count(), 1) << "the walking pCPU";
+
+  std::atomic<bool> unmapped{false};
+  std::thread unmap([&] {
+    EXPECT_TRUE(host->mm().UnmapRange(d, kVa, 1).ok());
+    unmapped.store(true);
+  });
+  bool ipi_posted = false;
+  while (!unmapped.load() && !ipi_posted) {
+    for (Pcpu* p : host->engine().pcpus()) ipi_posted |= p->ipi_pending();
+    std::this_thread::yield();
+  }
+  EXPECT_FALSE(unmapped.load()) << "the unmap's IPI skipped the walker";
+  parked.release.store(true);
+  translate.join();
+  unmap.join();
+  EXPECT_TRUE(domain->DirtyMask().Empty()) << "the walk filled no cache";
+  EXPECT_TRUE(host->Shutdown().ok());
+}
+
 TEST(HostTest, PolicyChangesAreLiveAndReported) {
   auto host = MakeHost();
   const DomainId d = host->CreateDomain("p", 1, 16, std::nullopt).value();
