@@ -20,8 +20,8 @@ absl::StatusOr<std::unique_ptr<FlushEngine>> FlushEngine::Create(
   }
   std::unique_ptr<FlushEngine> e(new FlushEngine());
   for (int i = 0; i < options.pcpus; ++i) {
-    e->pcpus_.push_back(
-        std::make_unique<Pcpu>(PcpuId(i), &mm->clock(), options.tlb, &e->sections_));
+    e->pcpus_.push_back(std::make_unique<Pcpu>(PcpuId(i), &mm->clock(),
+                                               options.tlb, &e->sections_));
     e->raw_pcpus_.push_back(e->pcpus_.back().get());
   }
   e->grace_ = std::make_unique<GracePeriods>(e->raw_pcpus_);
@@ -39,9 +39,9 @@ absl::StatusOr<std::unique_ptr<FlushEngine>> FlushEngine::Create(
   e->policy_ = *std::move(policy);
   e->deferred_ = std::make_unique<DeferredRetirer>(
       &mm->allocator(), e->grace_.get(), options.deferred);
-  e->retirer_ = std::make_unique<PolicyRetirer>(
-      e->policy_.get(), e->deferred_.get(), &mm->frame_table(),
-      &mm->allocator());
+  e->retirer_ =
+      std::make_unique<PolicyRetirer>(e->policy_.get(), e->deferred_.get(),
+                                      &mm->frame_table(), &mm->allocator());
   mm->SetFlushHooks(e->policy_.get());
   mm->SetRetirer(e->retirer_.get());
   return e;

@@ -28,7 +28,8 @@ const DomainId kD(1), kOther(2);
 // Enter + exit of one read section: what every lockless walk pays.
 void BM_ReadSectionEnterExit(benchmark::State& state) {
   TlbClock clock;
-  Pcpu pcpu(PcpuId(0), &clock, Tlb::Options());  // Not started: only its counters.
+  // Not started: only its counters.
+  Pcpu pcpu(PcpuId(0), &clock, Tlb::Options());
   for (auto _ : state) {
     Pcpu::ReadSection section(pcpu, kD);
     benchmark::ClobberMemory();

@@ -7,9 +7,9 @@
 // 2 assisted+force-ipi, 3 assisted+rcu. With scrape=1 a thread collects
 // and serializes the daemon's metrics (HostMetrics over the rig) every
 // 100 ms, ten times Prometheus' usual rate: compare with scrape=0 for what
-// metrics cost the updater (docs/PERFORMANCE.md). Every pCPU runs guest walkers over
-// 3 domains (2 vCPUs each); the benchmark thread is the one updater, and an
-// iteration is one churn operation (guest/churn.h; set-policy keeps each
+// metrics cost the updater (docs/PERFORMANCE.md). Every pCPU runs guest walkers
+// over 3 domains (2 vCPUs each); the benchmark thread is the one updater, and
+// an iteration is one churn operation (guest/churn.h; set-policy keeps each
 // domain on the policy measured). items_per_second is
 // updater ops/s. The counters report what the oracle saw (violations:
 // assisted-unsafe is expected to show them, the others never) and where an

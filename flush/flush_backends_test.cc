@@ -139,7 +139,8 @@ TEST(BackendStressTest, BatchedFlushesUnderLoad) {
   std::vector<std::unique_ptr<Pcpu>> pcpus;
   std::vector<Pcpu*> raw;
   for (int i = 0; i < kPcpus; ++i) {
-    pcpus.push_back(std::make_unique<Pcpu>(PcpuId(i), &clock, Tlb::Options{16, 2, 8}));
+    pcpus.push_back(
+        std::make_unique<Pcpu>(PcpuId(i), &clock, Tlb::Options{16, 2, 8}));
     raw.push_back(pcpus.back().get());
   }
   for (auto& p : pcpus) {

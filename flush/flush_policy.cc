@@ -50,8 +50,9 @@ absl::StatusOr<std::unique_ptr<FlushPolicy>> FlushPolicy::Create(
   }
   for (const Pcpu* p : machine.pcpus) {
     if (p->section_clock() == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "pCPU ", p->id().value(), " has no SectionClock: retypes cannot poll"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("pCPU ", p->id().value(),
+                       " has no SectionClock: retypes cannot poll"));
     }
   }
   return std::unique_ptr<FlushPolicy>(

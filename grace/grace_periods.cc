@@ -41,7 +41,8 @@ GraceCookie GracePeriods::GetState() {
 std::vector<GracePeriods::OpenSection> GracePeriods::OlderSectionsOf(
     DomainId domain, GraceCookie cookie) const {
   std::vector<OpenSection> open = OpenSectionsOf(domain);
-  if (cookie == GraceCookie()) return open;  // Unknown: every open section may be older.
+  // Unknown: every open section may be older.
+  if (cookie == GraceCookie()) return open;
   std::vector<OpenSection> older;
   for (const OpenSection& s : open) {
     // This section's entry time, or an earlier section's (older: we wait

@@ -192,7 +192,8 @@ int GuestCpu::PipeCount(const WalkResult& w, SectionTime entry_time) const {
     if (reuses != 0) {
       pipe = std::max<int>(
           pipe, static_cast<int>(std::min<uint32_t>(reuses + 1, kPipeLen - 1)));
-    } else if (options_.release_stamps != nullptr && entry_time != SectionTime() &&
+    } else if (options_.release_stamps != nullptr &&
+               entry_time != SectionTime() &&
                options_.release_stamps->At(t) >= entry_time) {
       pipe = std::max(pipe, 1);
     }

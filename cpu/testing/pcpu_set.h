@@ -30,7 +30,8 @@ class PcpuSet {
           Tlb::Options tlb = Tlb::Options())
       : clock_(clock != nullptr ? clock : &own_clock_) {
     for (int i = 0; i < n; ++i) {
-      pcpus_.push_back(std::make_unique<Pcpu>(PcpuId(i), clock_, tlb, &sections_));
+      pcpus_.push_back(
+          std::make_unique<Pcpu>(PcpuId(i), clock_, tlb, &sections_));
       raw_.push_back(pcpus_.back().get());
     }
     for (auto& p : pcpus_) p->Start(step);

@@ -29,7 +29,9 @@ class ParkedReaders {
       if (d == 0) return false;
       Pcpu::ReadSection section(self, DomainId(d));
       parked_[self.id().value()].store(true);
-      while (park_domain_[self.id().value()].load() == d) std::this_thread::yield();
+      while (park_domain_[self.id().value()].load() == d) {
+        std::this_thread::yield();
+      }
       parked_[self.id().value()].store(false);
       return true;
     });

@@ -29,10 +29,11 @@ std::string StateDigest(const MemoryManager& mm) {
     for (uint32_t i = 0; i < kEntriesPerTable; ++i) {
       content_hash = (content_hash ^ e[i].load()) * 1099511628211ull;
     }
-    absl::StrAppendFormat(
-        &out, "%u:o%u c%u t%u %s f%x g%u s%u h%x\n", m, info.owner.load(),
-        info.count, info.type_count, PageTypeName(info.type), info.flags,
-        info.generation.load(), info.tlbflush_timestamp.load().value(), content_hash);
+    absl::StrAppendFormat(&out, "%u:o%u c%u t%u %s f%x g%u s%u h%x\n", m,
+                          info.owner.load(), info.count, info.type_count,
+                          PageTypeName(info.type), info.flags,
+                          info.generation.load(),
+                          info.tlbflush_timestamp.load().value(), content_hash);
   }
   absl::StrAppendFormat(&out, "free %u\n", mm.allocator().free_frames());
   for (const DomainInfo& d : mm.ListDomains()) {

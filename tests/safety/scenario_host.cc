@@ -36,7 +36,9 @@ ScenarioHost::ScenarioHost(Policy policy, Vaddr va) : va_(va) {
   run_queue_.AddDomain(mm_->FindDomain(domain_), w, 1);
   // Both pCPUs may hold the domain's translations from the start: flushes
   // reach an ArmAfterFlush walker before its first access.
-  for (int i = 0; i < kPcpus; ++i) mm_->FindDomain(domain_)->MarkDirty(PcpuId(i));
+  for (int i = 0; i < kPcpus; ++i) {
+    mm_->FindDomain(domain_)->MarkDirty(PcpuId(i));
+  }
 }
 
 ScenarioHost::~ScenarioHost() { Finish(); }
