@@ -33,6 +33,7 @@ void GuestCpuStats::Add(const GuestCpuStats& o) {
   tlb_hits += o.tlb_hits;
   tlb_misses += o.tlb_misses;
   walks += o.walks;
+  translate_walks += o.translate_walks;
   psc_walks += o.psc_walks;
   faults += o.faults;
   walk_retries += o.walk_retries;
@@ -201,7 +202,46 @@ int GuestCpu::PipeCount(const WalkResult& w, SectionTime entry_time) const {
   return pipe;
 }
 
+void GuestCpu::RunTranslate(Pcpu& self, TranslateJob& job) {
+  Domain& domain = job.domain();
+  // The IPI policies flush, and wait out walkers, only on the domain's
+  // dirty mask: this pCPU must be in it while it walks, as Switch() puts
+  // it before a vCPU's first walk (the section's entry fence orders the
+  // mark before the walk's reads, against the updater's fence before it
+  // reads the mask). The walk fills no cache, so the mark goes again
+  // afterwards, unless the pCPU runs a vCPU of the domain. Only this
+  // pCPU's thread writes its own bit: the test and the clear cannot race.
+  const bool was_dirty = domain.DirtyMask().Test(self.id());
+  if (!was_dirty) domain.MarkDirty(self.id());
+  WalkResult w;
+  {
+    Pcpu::ReadSection section(self, domain.id());
+    w = WalkFromBasePointer(*table_, domain.base_pointer_slot(job.vcpu()),
+                            job.va(), job.access(),
+                            options_.translate_walk_hooks);
+    Bump(walks_);
+    Bump(translate_walks_);
+    if (w.retries != 0) {
+      walk_retries_.fetch_add(w.retries, std::memory_order_relaxed);
+    }
+    const int pipe = PipeCount(w, section.entry_time());
+    Bump(pipe_[pipe]);
+    if (pipe >= 2) {
+      NoteViolation(ViolationKind::kExistence, domain,
+                    w.tables[w.tables_read - 1]);
+    }
+  }
+  if (!was_dirty) domain.ClearDirty(self.id());
+  job.Finish({w, self.id()});
+}
+
 bool GuestCpu::Step(Pcpu& self) {
+  if (options_.translate_queue != nullptr) {
+    if (std::shared_ptr<TranslateJob> job = options_.translate_queue->Pop()) {
+      RunTranslate(self, *job);
+      return true;
+    }
+  }
   // A stopped workload's vCPU leaves at once (Push drops it); one over its
   // budget halts: both give the pCPU to the next vCPU with budget, if any.
   bool switch_out = current_ == nullptr || slice_left_ == 0 ||
@@ -283,6 +323,7 @@ GuestCpuStats GuestCpu::stats() const {
   s.tlb_hits = hits_.load(std::memory_order_relaxed);
   s.tlb_misses = misses_.load(std::memory_order_relaxed);
   s.walks = walks_.load(std::memory_order_relaxed);
+  s.translate_walks = translate_walks_.load(std::memory_order_relaxed);
   s.psc_walks = psc_walks_.load(std::memory_order_relaxed);
   s.faults = faults_.load(std::memory_order_relaxed);
   s.walk_retries = walk_retries_.load(std::memory_order_relaxed);

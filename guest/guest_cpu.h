@@ -20,6 +20,12 @@
 //      check); fill the TLB.
 // Failed checks are counted as violations (DESIGN §6), never repaired.
 //
+// Before each access the pCPU serves the Translate jobs queued for it
+// (guest/translate_queue.h), oldest first, one per step: a walk from the
+// job's vCPU base pointer inside a ReadSection for the job's domain, with
+// the pCPU in that domain's dirty mask for the walk, and the existence
+// check. It fills no cache.
+//
 // The pipe histogram (rcutorture's "Reader Pipe"): each walk is placed by
 // the oldest state, at the end of the walk, of the tables it read:
 //   0   none was released while the walk was inside its section;
@@ -48,6 +54,7 @@
 #include "cpu/pcpu.h"
 #include "grace/release_stamps.h"
 #include "guest/access_stream.h"
+#include "guest/translate_queue.h"
 #include "mm/domain.h"
 #include "mm/frame_table.h"
 
@@ -154,7 +161,8 @@ struct GuestCpuStats {
   uint64_t accesses = 0;
   uint64_t tlb_hits = 0;
   uint64_t tlb_misses = 0;
-  uint64_t walks = 0;
+  uint64_t walks = 0;  // TLB misses walked, and Translate jobs.
+  uint64_t translate_walks = 0;  // Of walks: Translate jobs.
   uint64_t psc_walks = 0;  // Walks that started from a PSC entry.
   uint64_t faults = 0;  // Not present, write-protected, or no base pointer.
   uint64_t walk_retries = 0;  // Pointers a walker found changed on re-read.
@@ -189,6 +197,10 @@ class GuestCpu {
     // (after it is counted); e.g. to count them by the domain's policy.
     // Must not block.
     std::function<void(ViolationKind, const Domain&, Mfn)> on_violation;
+    // This pCPU's Translate jobs (may be null: none), and failpoints in
+    // their walks.
+    TranslateQueue* translate_queue = nullptr;
+    WalkHooks translate_walk_hooks;
   };
 
   GuestCpu(const FrameTable* table, VcpuRunQueue* run_queue, Options options)
@@ -196,13 +208,15 @@ class GuestCpu {
   // Puts the running vCPU back. REQUIRES: the pCPU has stopped.
   ~GuestCpu();
 
-  // The pCPU's step: one access. False if no vCPU is runnable.
+  // The pCPU's step: one Translate job if one is queued, else one access.
+  // False if there was neither (no vCPU is runnable).
   bool Step(Pcpu& self);
 
   GuestCpuStats stats() const;
 
  private:
   void Switch(Pcpu& self);
+  void RunTranslate(Pcpu& self, TranslateJob& job);
   bool FramesUnchanged(const TlbEntry& e) const;
   // The walk's pipe count (file comment); `entry_time` is its section's.
   int PipeCount(const WalkResult& w, SectionTime entry_time) const;
@@ -219,7 +233,7 @@ class GuestCpu {
   void NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame);
 
   std::atomic<uint64_t> accesses_{0}, hits_{0}, misses_{0}, walks_{0},
-      psc_walks_{0}, walk_retries_{0},
+      translate_walks_{0}, psc_walks_{0}, walk_retries_{0},
       faults_{0}, switches_{0}, halts_{0}, existence_violations_{0},
       coherence_violations_{0};
   std::atomic<uint64_t> pipe_[kPipeLen] = {};

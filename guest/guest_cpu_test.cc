@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/check.h"
@@ -292,6 +293,101 @@ TEST(GuestCpuTest, SwitchingToAVcpuOnAnotherRootDropsTheDomainsTranslations) {
     EXPECT_EQ(guest.stats().tlb_hits, same_root ? 3u : 0u);
     EXPECT_EQ(guest.stats().coherence_violations, 0u);
   }
+}
+
+// A Translate job (guest/translate_queue.h) runs before the next access:
+// its walk happens with the pCPU in the domain's dirty mask, which the IPI
+// policies' flushes reach, and leaves neither the mark nor a cache entry.
+struct MaskProbe {
+  std::shared_ptr<Domain> domain;
+  PcpuId pcpu;
+  int walks_in_mask = 0, walks_outside = 0;
+  static void Hook(void* arg, WalkPoint point, Level level) {
+    auto* p = static_cast<MaskProbe*>(arg);
+    if (point != WalkPoint::kTableReached) return;
+    ++(p->domain->DirtyMask().Test(p->pcpu) ? p->walks_in_mask
+                                             : p->walks_outside);
+  }
+};
+
+TEST(GuestCpuTest, ATranslateJobWalksInsideTheDirtyMaskAndFillsNothing) {
+  auto mm = MakeMemoryManager(1024);
+  const DomainId a = mm->CreateDomain({"a", 2, 256}).value();
+  ASSERT_TRUE(mm->MapRange(a, Vaddr(0), 1, true).ok());
+  MaskProbe probe{mm->FindDomain(a), PcpuId(2)};
+  TranslateQueue queue;
+  GuestCpu::Options options;
+  options.translate_queue = &queue;
+  options.translate_walk_hooks = {&MaskProbe::Hook, &probe};
+  VcpuRunQueue run_queue;  // No vCPU runs.
+  TlbClock clock;
+  Pcpu pcpu(PcpuId(2), &clock, Tlb::Options());
+  GuestCpu guest(&mm->frame_table(), &run_queue, options);
+  EXPECT_FALSE(guest.Step(pcpu)) << "nothing to run";
+
+  auto job = std::make_shared<TranslateJob>(probe.domain, VcpuId(1), Vaddr(0),
+                                            Access::kWrite);
+  ASSERT_TRUE(queue.Push(job).ok());
+  ASSERT_TRUE(guest.Step(pcpu));
+  const Translation t = job->Await(absl::Now()).value();
+  EXPECT_EQ(t.pcpu, PcpuId(2));
+  EXPECT_TRUE(t.walk.ok());
+  EXPECT_TRUE(t.walk.writable);
+  EXPECT_EQ(t.walk.mfn, mm->Walk(a, VcpuId(1), Vaddr(0), Access::kRead)->mfn);
+  EXPECT_EQ(probe.walks_in_mask, 4) << "one per table read";
+  EXPECT_EQ(probe.walks_outside, 0);
+  EXPECT_FALSE(probe.domain->DirtyMask().Test(PcpuId(2)));
+  EXPECT_EQ(pcpu.tlb().Lookup(a, Vaddr(0)), nullptr) << "a Translate filled";
+  const GuestCpuStats s = guest.stats();
+  EXPECT_EQ(s.translate_walks, 1u);
+  EXPECT_EQ(s.walks, 1u);
+  EXPECT_EQ(s.accesses, 0u);
+  EXPECT_EQ(s.pipe[0], 1u);
+  EXPECT_FALSE(guest.Step(pcpu)) << "one job, one step";
+}
+
+// The oracle sees Translate walks: a table freed while one reads it (no
+// flush hooks here, so nothing waits for the walker) is an existence
+// violation.
+struct FreeWhileWalking {
+  MemoryManager* mm;
+  DomainId domain;
+  bool armed = true;
+  static void Hook(void* arg, WalkPoint point, Level level) {
+    auto* f = static_cast<FreeWhileWalking*>(arg);
+    if (point != WalkPoint::kTableReached || level != Level::kL1) return;
+    if (!std::exchange(f->armed, false)) return;
+    HVMM_CHECK(f->mm->UnmapRange(f->domain, Vaddr(0), 1).ok());
+  }
+};
+
+TEST(GuestCpuTest, ATranslateWalkOverAFreedTableIsAnExistenceViolation) {
+  auto mm = MakeMemoryManager(1024);
+  const DomainId a = mm->CreateDomain({"a", 1, 256}).value();
+  ASSERT_TRUE(mm->MapRange(a, Vaddr(0), 1, true).ok());
+  FreeWhileWalking free_l1{mm.get(), a};
+  TranslateQueue queue;
+  GuestCpu::Options options;
+  options.translate_queue = &queue;
+  options.translate_walk_hooks = {&FreeWhileWalking::Hook, &free_l1};
+  int violations_reported = 0;
+  options.on_violation = [&](ViolationKind kind, const Domain&, Mfn) {
+    EXPECT_EQ(kind, ViolationKind::kExistence);
+    ++violations_reported;
+  };
+  VcpuRunQueue run_queue;
+  TlbClock clock;
+  Pcpu pcpu(PcpuId(0), &clock, Tlb::Options());
+  GuestCpu guest(&mm->frame_table(), &run_queue, options);
+  auto job = std::make_shared<TranslateJob>(mm->FindDomain(a), VcpuId(0),
+                                            Vaddr(0), Access::kRead);
+  ASSERT_TRUE(queue.Push(job).ok());
+  ASSERT_TRUE(guest.Step(pcpu));
+  ASSERT_TRUE(job->Await(absl::Now()).ok());
+  EXPECT_FALSE(free_l1.armed) << "the walk never reached its L1";
+  EXPECT_EQ(guest.stats().existence_violations, 1u);
+  EXPECT_EQ(violations_reported, 1);
+  EXPECT_EQ(guest.stats().pipe[0] + guest.stats().pipe[1], 0u);
 }
 
 }  // namespace

@@ -94,7 +94,7 @@ Sample Take(Host& host, const Churn& churn, Policy policy) {
   Sample s;
   s.at = absl::Now();
   FlushEngine& engine = host.engine();
-  s.walks = host.GuestStats().walks + host.translations();
+  s.walks = host.GuestStats().walks;
   s.updates = churn.stats().ops.load(std::memory_order_relaxed);
   const FlushPolicyStats p = engine.policy().stats();
   s.ipi_flushes = p.ipi_flushes;

@@ -73,12 +73,15 @@ absl::StatusOr<std::unique_ptr<Host>> Host::Create(const HostOptions& options) {
                                Mfn frame) {
       raw->NoteViolation(kind, domain, frame);
     };
+    host->translate_queues_.push_back(std::make_unique<TranslateQueue>());
+    guest.translate_queue = host->translate_queues_.back().get();
+    guest.translate_walk_hooks = options.translate_walk_hooks;
     host->guests_.push_back(std::make_unique<GuestCpu>(
         &host->mm_->frame_table(), &host->run_queue_, std::move(guest)));
-    host->queues_.push_back(std::make_unique<PcpuQueue>());
   }
   host->engine_->Start([raw](PcpuId cpu) {
-    return [raw, cpu](Pcpu& self) { return raw->Step(cpu, self); };
+    GuestCpu* guest = raw->guests_[cpu.value()].get();
+    return [guest](Pcpu& self) { return guest->Step(self); };
   });
   return host;
 }
@@ -90,60 +93,6 @@ Host::~Host() { (void)Shutdown(); }
 
 void Host::SetViolationListener(ViolationListener listener) {
   listener_ = std::move(listener);
-}
-
-bool Host::Step(PcpuId cpu, Pcpu& self) {
-  PcpuQueue& q = *queues_[cpu.value()];
-  std::shared_ptr<TranslateJob> job;
-  {
-    MutexLock lock(&q.mu);
-    if (!q.jobs.empty()) {
-      job = std::move(q.jobs.front());
-      q.jobs.pop_front();
-    }
-  }
-  if (job != nullptr) {
-    RunTranslate(self, *job);
-    return true;
-  }
-  return guests_[cpu.value()]->Step(self);
-}
-
-void Host::RunTranslate(Pcpu& self, TranslateJob& job) {
-  Domain& domain = *job.domain;
-  // The IPI policies flush, and wait out walkers, only on the domain's
-  // dirty mask: this pCPU must be in it while it walks, as a guest's is
-  // (GuestCpu::Switch marks the pCPU before its first walk; the section's
-  // entry fence orders the mark before the walk's reads, against the
-  // updater's fence before it reads the mask). The walk fills no cache, so
-  // the mark goes again afterwards, unless a vCPU of the domain had already
-  // set it. Only this pCPU's thread writes its own bit: the test and the
-  // clear cannot race.
-  const bool was_dirty = domain.DirtyMask().Test(self.id());
-  if (!was_dirty) domain.MarkDirty(self.id());
-  WalkResult walk;
-  {
-    // A walker's read side: grace periods of this domain wait for it, and
-    // an IPI waits for the step (interrupts are off) to end.
-    Pcpu::ReadSection section(self, domain.id());
-    walk = WalkFromBasePointer(mm_->frame_table(),
-                               domain.base_pointer_slot(job.vcpu), job.va,
-                               job.access, options_.translate_walk_hooks);
-    // The oracle's existence check, as GuestCpu does after its walks.
-    if (walk.tables_read > 0 && !TablesUnchanged(mm_->frame_table(), walk)) {
-      translate_violations_.fetch_add(1, std::memory_order_relaxed);
-      NoteViolation(ViolationKind::kExistence, domain,
-                    walk.tables[walk.tables_read - 1]);
-    }
-  }
-  if (!was_dirty) domain.ClearDirty(self.id());
-  translations_.fetch_add(1, std::memory_order_relaxed);
-  {
-    MutexLock lock(&job.mu);
-    job.result = {walk, self.id()};
-    job.done = true;
-  }
-  job.done_cv.SignalAll();
 }
 
 void Host::NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame) {
@@ -224,9 +173,8 @@ absl::StatusOr<Policy> Host::SetFlushPolicy(DomainId domain, Policy policy) {
                         : static_cast<Policy>(*previous - 1);
 }
 
-absl::StatusOr<Translation> Host::Translate(DomainId domain, VcpuId vcpu,
-                                            Vaddr va, Access access,
-                                            absl::Time deadline) {
+absl::StatusOr<std::shared_ptr<TranslateJob>> Host::StartTranslate(
+    DomainId domain, VcpuId vcpu, Vaddr va, Access access) {
   if (shut_down_.load()) return DrainingError();
   std::shared_ptr<Domain> d = mm_->FindDomain(domain);
   if (d == nullptr) return UnknownDomainError(domain);
@@ -238,32 +186,23 @@ absl::StatusOr<Translation> Host::Translate(DomainId domain, VcpuId vcpu,
         absl::StrCat("address 0x", absl::Hex(va.value()),
                      " is not canonical"));
   }
-  auto job = std::make_shared<TranslateJob>();
-  job->domain = std::move(d);
-  job->vcpu = vcpu;
-  job->va = va;
-  job->access = access;
-  const size_t cpu = next_pcpu_.fetch_add(1) % queues_.size();
-  {
-    MutexLock lock(&queues_[cpu]->mu);
-    if (queues_[cpu]->closed) return DrainingError();
-    queues_[cpu]->jobs.push_back(job);
-  }
+  auto job = std::make_shared<TranslateJob>(std::move(d), vcpu, va, access);
+  const size_t cpu = next_pcpu_.fetch_add(1) % translate_queues_.size();
+  // Closed: Shutdown() has stopped the pCPUs.
+  if (!translate_queues_[cpu]->Push(job).ok()) return DrainingError();
   engine_->pcpus()[cpu]->Kick();
-  MutexLock lock(&job->mu);
-  const auto chrono_deadline = absl::ToChronoTime(deadline);
-  while (!job->done) {
-    if (deadline == absl::InfiniteFuture()) {
-      job->done_cv.Wait(&job->mu);
-    } else if (!job->done_cv.WaitUntil(&job->mu, chrono_deadline) &&
-               !job->done) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "pCPU ", cpu, " did not walk 0x", absl::Hex(va.value()),
-          " for domain ", domain.value(), " before the deadline"));
-    }
-  }
-  if (job->cancelled) return DrainingError();
-  return job->result;
+  return job;
+}
+
+absl::StatusOr<Translation> Host::Translate(DomainId domain, VcpuId vcpu,
+                                            Vaddr va, Access access,
+                                            absl::Time deadline) {
+  absl::StatusOr<std::shared_ptr<TranslateJob>> job =
+      StartTranslate(domain, vcpu, va, access);
+  if (!job.ok()) return job.status();
+  absl::StatusOr<Translation> t = (*job)->Await(deadline);
+  if (t.status().code() == absl::StatusCode::kCancelled) return DrainingError();
+  return t;
 }
 
 absl::Status Host::StartWorkload(DomainId domain,
@@ -337,9 +276,8 @@ HostStats Host::Stats() const {
   s.grace_latency_p50_ns = grace.LatencyQuantileNs(0.5);
   s.grace_latency_p99_ns = grace.LatencyQuantileNs(0.99);
   s.guests = GuestStats();
-  s.translations = translations();
-  s.existence_violations = s.guests.existence_violations +
-                           translate_violations_.load(std::memory_order_relaxed);
+  s.translations = s.guests.translate_walks;
+  s.existence_violations = s.guests.existence_violations;
   s.coherence_violations = s.guests.coherence_violations;
   return s;
 }
@@ -378,19 +316,7 @@ absl::Status Host::Shutdown() {
   for (const DomainInfo& d : domains) (void)mm_->DestroyDomain(d.id);
   engine_->Stop();
   // No pCPU runs now: answer the Translate jobs nobody will walk.
-  for (auto& q : queues_) {
-    MutexLock lock(&q->mu);
-    q->closed = true;
-    for (auto& job : q->jobs) {
-      {
-        MutexLock job_lock(&job->mu);
-        job->cancelled = true;
-        job->done = true;
-      }
-      job->done_cv.SignalAll();
-    }
-    q->jobs.clear();
-  }
+  for (auto& q : translate_queues_) q->Close();
   return audit;
 }
 

@@ -2,12 +2,13 @@
 // FlushEngine (pCPUs, grace periods, backends, policy, retirers), a GuestCpu
 // on every pCPU with the workloads the API starts, and the Translate path.
 //
-// Each pCPU's step serves, in order:
-//   1. a Translate job queued for it: a lockless walk from the vCPU's base
-//      pointer inside a ReadSection for the domain, with interrupts off,
-//      exactly as a guest walker's (DESIGN §2). The RPC thread never walks;
-//      it waits for the pCPU's answer until its deadline.
-//   2. one guest access of the workload vCPUs (GuestCpu::Step).
+// Each pCPU's step (GuestCpu::Step) serves, in order:
+//   1. a Translate job queued for it (guest/translate_queue.h): a lockless
+//      walk from the vCPU's base pointer inside a ReadSection for the
+//      domain, with interrupts off, exactly as a guest walker's (DESIGN
+//      §2). The RPC thread never walks; it waits for the pCPU's answer
+//      until its deadline.
+//   2. one guest access of the workload vCPUs.
 // With neither, the pCPU sleeps until kicked: an idle host uses no CPU.
 //
 // The oracle's checks run on both paths; every violation is counted by kind
@@ -24,7 +25,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -42,6 +42,7 @@
 #include "flush/flush_policy.h"
 #include "guest/access_stream.h"
 #include "guest/guest_cpu.h"
+#include "guest/translate_queue.h"
 #include "mm/memory_manager.h"
 #include "mm/types.h"
 #include "mm/walker.h"
@@ -61,12 +62,6 @@ struct HostOptions {
   // For tests: hooks every Translate walk runs (mm/walker.h), e.g. to
   // park one mid-walk.
   WalkHooks translate_walk_hooks;
-};
-
-// A Translate answer, from the pCPU that walked.
-struct Translation {
-  WalkResult walk;
-  PcpuId pcpu;
 };
 
 // Counters of the whole host at one instant (each read without stopping
@@ -134,9 +129,16 @@ class Host {
 
   // Walks `va` for the vCPU on a pCPU (file comment). kDeadlineExceeded if
   // no pCPU answered by `deadline`; kNotFound / kInvalidArgument for an
-  // unknown domain or vCPU; kUnavailable once shut down.
+  // unknown domain or vCPU, or a non-canonical address; kUnavailable once
+  // shut down.
   absl::StatusOr<Translation> Translate(DomainId domain, VcpuId vcpu, Vaddr va,
                                         Access access, absl::Time deadline);
+  // Queues the same walk on the next pCPU in turn and returns at once (the
+  // churn's Translate, which races the walk with its next updates). The
+  // errors of Translate, except the deadline; the job's Await answers
+  // kCancelled if the host shuts down first.
+  absl::StatusOr<std::shared_ptr<TranslateJob>> StartTranslate(
+      DomainId domain, VcpuId vcpu, Vaddr va, Access access);
 
   // Runs the guest access driver on the domain's vCPUs. kFailedPrecondition
   // if it already runs; kInvalidArgument for a bad config.
@@ -148,12 +150,9 @@ class Host {
   absl::Time CreateTimeOf(DomainId domain) const;
 
   HostStats Stats() const;
-  // Parts of Stats(), cheaper: the guests' counters summed, and the
-  // Translate walks made.
+  // Part of Stats(), cheaper: the pCPUs' walk counters summed (Translate
+  // walks among them).
   GuestCpuStats GuestStats() const;
-  uint64_t translations() const {
-    return translations_.load(std::memory_order_relaxed);
-  }
   // Violations of `kind` in domains that ran `policy` when they happened
   // (every domain, destroyed ones too).
   uint64_t Violations(ViolationKind kind, Policy policy) const {
@@ -168,32 +167,12 @@ class Host {
   absl::Status Shutdown();
 
  private:
-  struct TranslateJob {
-    std::shared_ptr<Domain> domain;
-    VcpuId vcpu{0};
-    Vaddr va{0};
-    Access access = Access::kRead;
-    // Locks are hvmm::Mutex (std::mutex): the system's Abseil is not
-    // instrumented for TSan.
-    Mutex mu;
-    CondVar done_cv;
-    bool done ABSL_GUARDED_BY(mu) = false;
-    bool cancelled ABSL_GUARDED_BY(mu) = false;  // The host shut down.
-    Translation result ABSL_GUARDED_BY(mu);
-  };
-  struct PcpuQueue {
-    Mutex mu;
-    std::deque<std::shared_ptr<TranslateJob>> jobs ABSL_GUARDED_BY(mu);
-    bool closed ABSL_GUARDED_BY(mu) = false;  // Shutdown() began.
-  };
   struct DomainCounters {
     absl::Time create_time;
     std::atomic<uint64_t> existence{0}, coherence{0};
   };
 
   explicit Host(const HostOptions& options);
-  bool Step(PcpuId cpu, Pcpu& self);
-  void RunTranslate(Pcpu& self, TranslateJob& job);
   void NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame);
   std::shared_ptr<DomainCounters> CountersOf(DomainId domain) const;
 
@@ -203,10 +182,9 @@ class Host {
   std::unique_ptr<FlushEngine> engine_;
   VcpuRunQueue run_queue_;
   std::vector<std::unique_ptr<GuestCpu>> guests_;
-  std::vector<std::unique_ptr<PcpuQueue>> queues_;
+  // Per pCPU, its Translate jobs (served by its GuestCpu).
+  std::vector<std::unique_ptr<TranslateQueue>> translate_queues_;
   std::atomic<uint64_t> next_pcpu_{0};
-  std::atomic<uint64_t> translations_{0};
-  std::atomic<uint64_t> translate_violations_{0};
   std::atomic<bool> shut_down_{false};
   // By ViolationKind and Policy value.
   std::atomic<uint64_t> violations_[2][kPolicyCount] = {};

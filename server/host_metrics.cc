@@ -86,7 +86,6 @@ HostMetrics::Sources HostMetrics::ForHost(Host* host) {
   s.mm = &host->mm();
   s.engine = &host->engine();
   s.guest_stats = [host] { return host->GuestStats(); };
-  s.extra_walks = [host] { return host->translations(); };
   s.violations = [host](ViolationKind kind, Policy policy) {
     return host->Violations(kind, policy);
   };
@@ -228,8 +227,7 @@ std::vector<MetricFamily> HostMetrics::Collect() const {
       Family("hvmm_walks_total",
              "Page-table walks by pCPUs: guest TLB misses and Translate calls.",
              MetricType::Counter);
-  AddValue(walks,
-           guests.walks + (sources_.extra_walks ? sources_.extra_walks() : 0));
+  AddValue(walks, guests.walks);
   out.push_back(std::move(walks));
   MetricFamily lookups =
       Family("hvmm_tlb_lookups_total",

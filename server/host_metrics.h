@@ -43,10 +43,9 @@ class HostMetrics : public prometheus::Collectable {
   struct Sources {
     MemoryManager* mm = nullptr;
     FlushEngine* engine = nullptr;  // Over `mm`.
-    // The guests' counters summed now (walks, TLB lookups, accesses).
+    // The pCPUs' counters summed now (walks, Translate walks among them,
+    // TLB lookups, accesses).
     std::function<GuestCpuStats()> guest_stats;
-    // Walks made outside the guests (Translate); may be empty.
-    std::function<uint64_t()> extra_walks;
     // Violations by kind and by the policy of the domain they hit.
     std::function<uint64_t(ViolationKind, Policy)> violations;
   };

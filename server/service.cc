@@ -563,7 +563,7 @@ grpc::Status MemoryManagerService::GetStats(grpc::ServerContext* ctx,
     g->set_pending_deferred_frees(s.frames_pending_free);
     v1::WalkStats* w = resp->mutable_walks();
     w->set_accesses(s.guests.accesses);
-    w->set_walks(s.guests.walks + s.translations);
+    w->set_walks(s.guests.walks);
     w->set_tlb_hits(s.guests.tlb_hits);
     w->set_tlb_misses(s.guests.tlb_misses);
     const uint64_t lookups = s.guests.tlb_hits + s.guests.tlb_misses;
