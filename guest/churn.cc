@@ -105,15 +105,15 @@ const char* OpName(Op op) {
       "retype-lagged", "unhook+retype",   "writable->table",
       "table-ro",      "pin-retype",      "base-pointer",
       "decrease-former", "alloc",         "recreate",
-      "set-policy",      "flush"};
+      "set-policy",      "flush",         "translate"};
   return kNames[static_cast<int>(op)];
 }
 
 namespace {
 
 // Percent of Step() calls per Op, in Op order (sums to 100).
-constexpr int kOpWeights[kOpCount] = {34, 28, 6, 4, 5, 4, 4, 3, 3, 2, 4, 1,
-                                      1, 1};
+constexpr int kOpWeights[kOpCount] = {32, 28, 6, 4, 5, 4, 4, 3, 3, 2, 4, 1,
+                                      1, 1, 2};
 
 constexpr Policy kSafePolicies[] = {Policy::kIpi, Policy::kAssistedForceIpi,
                                     Policy::kAssistedRcu};
@@ -370,6 +370,9 @@ absl::Status Churn::Step(absl::Span<const int> mine,
       done = true;
       break;
     }
+    case Op::kTranslate:
+      done = Translate(slot, va, rng);
+      break;
     case Op::kRecreate:
       if (absl::Status s = host_->DestroyDomain(slot.id); !s.ok()) {
         return absl::InternalError(
@@ -390,6 +393,43 @@ absl::Status Churn::Step(absl::Span<const int> mine,
       std::memory_order_relaxed);
   stats_.ops.fetch_add(1);
   return absl::OkStatus();
+}
+
+bool Churn::Translate(Slot& slot, Vaddr va, std::mt19937_64& rng) {
+  // Prefer a mapped address (half the window is at best): its walks reach
+  // an L1, which the unmap below retires.
+  for (int tries = 0; tries < 4 && !MappedWalk(*mm_, slot.id, va); ++tries) {
+    va = Vaddr(kWindowBase + (rng() % options_.window_pages) * kPageSize);
+  }
+  const int walks = 1 + static_cast<int>(rng() % 4);
+  bool queued = false;
+  for (int k = 0; k < walks; ++k) {
+    const VcpuId vcpu(static_cast<uint32_t>(rng() % options_.vcpus));
+    const Access access = rng() % 4 == 0 ? Access::kWrite : Access::kRead;
+    absl::StatusOr<std::shared_ptr<TranslateJob>> job =
+        host_->StartTranslate(slot.id, vcpu, va, access);
+    if (!job.ok()) continue;
+    slot.translations.push_back(*std::move(job));
+    queued = true;
+  }
+  // Half the time, race the walks with the unmap of their 2 MiB: the L1
+  // they read empties and is retired under them (the review's hole: a
+  // walker the IPI policies' flush did not reach).
+  if (queued && rng() % 2 == 0) {
+    constexpr uint64_t kL1Span = uint64_t{kEntriesPerTable} * kPageSize;
+    const uint64_t start = va.value() & ~(kL1Span - 1);
+    const uint64_t end = std::min(start + kL1Span,
+                                  kWindowBase + options_.window_pages * kPageSize);
+    (void)mm_->UnmapRange(slot.id, Vaddr(start), (end - start) / kPageSize);
+  }
+  // Bounded: the pCPUs serve jobs before guest accesses, so the oldest is
+  // walked soon. Its answer does not matter (the walk's checks are the
+  // oracle's); a cancelled one means the pCPUs stopped.
+  while (slot.translations.size() > kTranslatesInFlight) {
+    (void)slot.translations.front()->Await();
+    slot.translations.pop_front();
+  }
+  return queued;
 }
 
 const char* Churn::PolicyOf(uint32_t domain) const {

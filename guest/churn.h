@@ -35,6 +35,13 @@
 //                       it again
 //   flush               an explicit flush of the domain or of a range
 //                       (the API's Flush)
+//   translate           1..4 Translate walks (the API's) of a random
+//                       address for random vCPUs, queued on the pCPUs
+//                       without waiting, and half the time the unmap of
+//                       their 2 MiB at once (their L1 is retired under
+//                       them); they race the slot's next operations too, a
+//                       re-create included (at most kTranslatesInFlight
+//                       per slot: the oldest is awaited beyond that)
 //
 // Thread-safety: Step() from several threads if each passes a disjoint set
 // of slots (an updater owns its domains); CreateDomains() and
@@ -58,6 +65,7 @@
 #include "base/mutex.h"
 #include "flush/flush_policy.h"
 #include "guest/access_stream.h"
+#include "guest/translate_queue.h"
 #include "mm/memory_manager.h"
 
 namespace hvmm {
@@ -79,6 +87,10 @@ class ChurnHost {
   // Stops the domain's guests, then destroys it.
   virtual absl::Status DestroyDomain(DomainId domain) = 0;
   virtual absl::Status SetPolicy(DomainId domain, Policy policy) = 0;
+  // Queues a Translate walk of `va` for the vCPU on one of the host's
+  // pCPUs and returns at once (guest/translate_queue.h).
+  virtual absl::StatusOr<std::shared_ptr<TranslateJob>> StartTranslate(
+      DomainId domain, VcpuId vcpu, Vaddr va, Access access) = 0;
 };
 
 struct ChurnOptions {
@@ -111,8 +123,11 @@ enum class Op : uint8_t {
   kRecreate,
   kSetPolicy,
   kFlush,
+  kTranslate,
 };
-inline constexpr int kOpCount = 14;
+inline constexpr int kOpCount = 15;
+// Translate walks a slot may have queued and not awaited.
+inline constexpr size_t kTranslatesInFlight = 8;
 const char* OpName(Op op);
 
 struct UpdaterStats {
@@ -163,6 +178,8 @@ class Churn {
     std::deque<Mfn> released;
     // The last vCPU's alternate root while it runs on one (else none).
     std::optional<Mfn> alt_root;
+    // Translate walks queued and not awaited, oldest first.
+    std::deque<std::shared_ptr<TranslateJob>> translations;
   };
 
   Policy SlotPolicy(int i) const;
@@ -179,6 +196,7 @@ class Churn {
   bool BasePointer(Slot& slot);
   bool DecreaseFormer(Slot& slot);
   bool SetPolicy(int i, std::mt19937_64& rng);
+  bool Translate(Slot& slot, Vaddr va, std::mt19937_64& rng);
   // The frames the present entries of `table` point at, once each.
   std::vector<Mfn> EntryTargets(Mfn table) const;
   // Counts a pool-empty failure; returns s.ok().

@@ -40,6 +40,10 @@ class HostChurn : public ChurnHost {
   absl::Status SetPolicy(DomainId domain, Policy policy) override {
     return host_->SetFlushPolicy(domain, policy).status();
   }
+  absl::StatusOr<std::shared_ptr<TranslateJob>> StartTranslate(
+      DomainId domain, VcpuId vcpu, Vaddr va, Access access) override {
+    return host_->StartTranslate(domain, vcpu, va, access);
+  }
 
  private:
   Host* const host_;

@@ -37,6 +37,9 @@ ABSL_FLAG(int, vcpus, 2, "vCPUs per domain");
 ABSL_FLAG(uint64_t, seed, 1, "random seed");
 ABSL_FLAG(uint64_t, walk_delay_ns, 0,
           "failpoint: spin this long between a walker's table reads");
+ABSL_FLAG(uint64_t, translate_delay_ns, 1000000,
+          "failpoint: a Translate walk spins this long on reaching its L1, "
+          "which the churn's translate unmaps under it at once");
 ABSL_FLAG(bool, allow_unsafe, false, "allow --policy=assisted-unsafe");
 ABSL_FLAG(std::string, domain_policies, "",
           "per-domain policy overrides, comma-separated, cycled over the "
@@ -93,6 +96,7 @@ TortureOptions OptionsFromFlags() {
   o.frames = absl::GetFlag(FLAGS_frames);
   o.window_pages = absl::GetFlag(FLAGS_window_pages);
   o.walk_delay_ns = absl::GetFlag(FLAGS_walk_delay_ns);
+  o.translate_delay_ns = absl::GetFlag(FLAGS_translate_delay_ns);
   o.hypercall_ns = absl::GetFlag(FLAGS_hypercall_ns);
   o.retype_lag = std::max(0, absl::GetFlag(FLAGS_retype_lag));
   o.seed = absl::GetFlag(FLAGS_seed);
@@ -112,9 +116,10 @@ void Report(TortureRig& rig, const TortureOptions& o, double elapsed) {
               "walk-delay-ns=%lu retype-lag=%d\n",
               rig.PolicyLabel().c_str(), o.pcpus, o.domains, elapsed,
               (unsigned long)o.walk_delay_ns, o.retype_lag);
-  std::printf("walks: %lu (from the psc %lu)  tlb hits: %lu  tlb misses: %lu  "
-              "faults: %lu  vcpu switches: %lu\n",
+  std::printf("walks: %lu (from the psc %lu, translate %lu)  tlb hits: %lu  "
+              "tlb misses: %lu  faults: %lu  vcpu switches: %lu\n",
               (unsigned long)g.walks, (unsigned long)g.psc_walks,
+              (unsigned long)g.translate_walks,
               (unsigned long)g.tlb_hits,
               (unsigned long)g.tlb_misses, (unsigned long)g.faults,
               (unsigned long)g.vcpu_switches);

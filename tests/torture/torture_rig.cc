@@ -4,8 +4,22 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "flush/flush_backends.h"
+#include "mm/walker.h"
 
 namespace hvmm {
+namespace {
+
+// Translate walks spin only once they reached their L1: they get there
+// before the unmap that races them (Churn's translate) clears the pointer,
+// and stay while it flushes and frees.
+void SpinInL1(void* arg, WalkPoint point, Level level) {
+  if (point == WalkPoint::kTableReached && level == Level::kL1) {
+    SpinFor(*static_cast<const uint64_t*>(arg));
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<TortureRig>> TortureRig::Create(
     const TortureOptions& options) {
@@ -45,6 +59,11 @@ absl::StatusOr<std::unique_ptr<TortureRig>> TortureRig::Create(
     if (options.walk_delay_ns != 0) {
       guest.walk_hooks = SpinAtTableReached(&rig->walk_delay_ns_);
     }
+    if (rig->translate_delay_ns_ != 0) {
+      guest.translate_walk_hooks = {&SpinInL1, &rig->translate_delay_ns_};
+    }
+    rig->translate_queues_.push_back(std::make_unique<TranslateQueue>());
+    guest.translate_queue = rig->translate_queues_.back().get();
     guest.release_stamps = &rig->engine_->policy().release_stamps();
     guest.on_violation = [raw](ViolationKind kind, const Domain& domain,
                                Mfn) {
@@ -79,7 +98,9 @@ absl::StatusOr<std::unique_ptr<TortureRig>> TortureRig::Create(
 }
 
 TortureRig::TortureRig(const TortureOptions& options)
-    : options_(options), walk_delay_ns_(options.walk_delay_ns) {}
+    : options_(options),
+      walk_delay_ns_(options.walk_delay_ns),
+      translate_delay_ns_(options.translate_delay_ns) {}
 
 TortureRig::~TortureRig() { (void)Finish(); }
 
@@ -116,6 +137,19 @@ absl::Status TortureRig::SetPolicy(DomainId domain, Policy policy) {
   return mm_->SetFlushPolicy(domain, *tag).status();
 }
 
+absl::StatusOr<std::shared_ptr<TranslateJob>> TortureRig::StartTranslate(
+    DomainId domain, VcpuId vcpu, Vaddr va, Access access) {
+  std::shared_ptr<Domain> d = mm_->FindDomain(domain);
+  if (d == nullptr) return absl::NotFoundError("no such domain");
+  auto job = std::make_shared<TranslateJob>(std::move(d), vcpu, va, access);
+  const size_t cpu =
+      next_translate_pcpu_.fetch_add(1, std::memory_order_relaxed) %
+      translate_queues_.size();
+  if (absl::Status s = translate_queues_[cpu]->Push(job); !s.ok()) return s;
+  engine_->pcpus()[cpu]->Kick();
+  return job;
+}
+
 absl::Status TortureRig::Step(absl::Span<const int> mine,
                               std::mt19937_64& rng) {
   return churn_->Step(mine, rng);
@@ -127,6 +161,8 @@ absl::Status TortureRig::Finish() {
   absl::Status status =
       churn_ != nullptr ? churn_->DestroyDomains() : absl::OkStatus();
   engine_->Stop();
+  // No pCPU runs: cancel the Translate jobs no one walked.
+  for (const auto& q : translate_queues_) q->Close();
   for (const auto& g : guests_) guest_totals_.Add(g->stats());
   guests_.clear();
   return status;

@@ -1,7 +1,8 @@
 // TortureRig: a host under churn, for the torture tool and the benchmarks.
 //
 // Builds a MemoryManager and a FlushEngine, runs a GuestCpu (TLB uses and
-// lockless walks with the oracle's checks) on every pCPU, and hosts a
+// lockless walks with the oracle's checks, and the Translate jobs the
+// churn queues on the pCPU) on every pCPU, and hosts a
 // Churn (guest/churn.h: every operation the mm exposes, and their mix) over
 // its domains. Updater threads call Step(). Finish() destroys every domain
 // and stops the pCPUs; afterwards the pool must be whole.
@@ -27,6 +28,7 @@
 #include "flush/flush_policy.h"
 #include "guest/churn.h"
 #include "guest/guest_cpu.h"
+#include "guest/translate_queue.h"
 #include "mm/memory_manager.h"
 
 namespace hvmm {
@@ -41,6 +43,10 @@ struct TortureOptions {
   uint64_t frames = 1 << 16;
   uint64_t window_pages = 2048;  // Each domain's address window.
   uint64_t walk_delay_ns = 0;    // Failpoint between a walker's reads.
+  // Failpoint in Translate walks: spin this long on reaching the L1 (only
+  // there: the walk gets in before the unmap racing it, guest/churn.h's
+  // translate, unhooks the L1, and stays while that unmap flushes).
+  uint64_t translate_delay_ns = 0;
   uint64_t hypercall_ns = 2000;  // Assisted flush latency.
   int retype_lag = 2;
   // Op::kSetPolicy moves safe domains among the safe policies; false keeps
@@ -102,12 +108,18 @@ class TortureRig : private ChurnHost {
                            uint64_t seed) override;
   absl::Status DestroyDomain(DomainId domain) override;
   absl::Status SetPolicy(DomainId domain, Policy policy) override;
+  absl::StatusOr<std::shared_ptr<TranslateJob>> StartTranslate(
+      DomainId domain, VcpuId vcpu, Vaddr va, Access access) override;
 
   const TortureOptions options_;
-  uint64_t walk_delay_ns_;  // The failpoint's argument.
+  uint64_t walk_delay_ns_;       // The failpoints' arguments.
+  uint64_t translate_delay_ns_;
   std::unique_ptr<MemoryManager> mm_;
   std::unique_ptr<FlushEngine> engine_;
   VcpuRunQueue run_queue_;
+  // Per pCPU; declared before guests_, which point at them.
+  std::vector<std::unique_ptr<TranslateQueue>> translate_queues_;
+  std::atomic<uint64_t> next_translate_pcpu_{0};
   std::vector<std::unique_ptr<GuestCpu>> guests_;
   std::unique_ptr<Churn> churn_;
   GuestCpuStats guest_totals_;
