@@ -346,6 +346,40 @@ TEST(GuestCpuTest, ATranslateJobWalksInsideTheDirtyMaskAndFillsNothing) {
   EXPECT_FALSE(guest.Step(pcpu)) << "one job, one step";
 }
 
+// A Translate job on a pCPU that runs a vCPU of the same domain leaves the
+// pCPU in the domain's dirty mask: its TLB still holds the vCPU's
+// translations, which the IPI policies' flushes must keep reaching.
+TEST(GuestCpuTest, ATranslateKeepsTheMarkOfAVcpuOfTheSameDomain) {
+  auto mm = MakeMemoryManager(1024);
+  const DomainId a = mm->CreateDomain({"a", 1, 256}).value();
+  ASSERT_TRUE(mm->MapRange(a, Vaddr(0), 1, true).ok());
+  WorkloadConfig w;
+  w.ranges = {{Vaddr(0), 1}};
+  w.write_fraction = 0;
+  VcpuRunQueue run_queue;
+  run_queue.AddDomain(mm->FindDomain(a), w, 1);
+  TranslateQueue queue;
+  GuestCpu::Options options = Slices(1000);
+  options.translate_queue = &queue;
+  TlbClock clock;
+  Pcpu pcpu(PcpuId(3), &clock, Tlb::Options());
+  GuestCpu guest(&mm->frame_table(), &run_queue, options);
+  const std::shared_ptr<Domain> domain = mm->FindDomain(a);
+  ASSERT_TRUE(guest.Step(pcpu));  // The vCPU runs: walk and fill.
+  ASSERT_NE(pcpu.tlb().Lookup(a, Vaddr(0)), nullptr);
+  ASSERT_TRUE(domain->DirtyMask().Test(PcpuId(3)));
+
+  auto job = std::make_shared<TranslateJob>(domain, VcpuId(0), Vaddr(0),
+                                            Access::kRead);
+  ASSERT_TRUE(queue.Push(job).ok());
+  ASSERT_TRUE(guest.Step(pcpu));  // Serves the job.
+  ASSERT_TRUE(job->finished());
+  EXPECT_NE(pcpu.tlb().Lookup(a, Vaddr(0)), nullptr);
+  EXPECT_TRUE(domain->DirtyMask().Test(PcpuId(3)))
+      << "the pCPU holds the domain's translations outside its dirty mask";
+  EXPECT_EQ(guest.stats().translate_walks, 1u);
+}
+
 // The oracle sees Translate walks: a table freed while one reads it (no
 // flush hooks here, so nothing waits for the walker) is an existence
 // violation.
