@@ -101,19 +101,18 @@ bool Churn::CountPoolEmpty(const absl::Status& s) {
 
 const char* OpName(Op op) {
   static const char* const kNames[kOpCount] = {
-      "map",           "unmap",           "unhook",
-      "retype-lagged", "unhook+retype",   "writable->table",
-      "table-ro",      "pin-retype",      "base-pointer",
-      "decrease-former", "alloc",         "recreate",
-      "set-policy",      "flush",         "translate"};
+      "map",           "unmap",           "unhook",   "retype-lagged",
+      "unhook+retype", "writable->table", "table-ro", "pin-retype",
+      "base-pointer",  "decrease-former", "alloc",    "recreate",
+      "set-policy",    "flush",           "translate"};
   return kNames[static_cast<int>(op)];
 }
 
 namespace {
 
 // Percent of Step() calls per Op, in Op order (sums to 100).
-constexpr int kOpWeights[kOpCount] = {32, 28, 6, 4, 5, 4, 4, 3, 3, 2, 4, 1,
-                                      1, 1, 2};
+constexpr int kOpWeights[kOpCount] = {32, 28, 6, 4, 5, 4, 4, 3,
+                                      3,  2,  4, 1, 1, 1, 2};
 
 constexpr Policy kSafePolicies[] = {Policy::kIpi, Policy::kAssistedForceIpi,
                                     Policy::kAssistedRcu};
@@ -418,8 +417,8 @@ bool Churn::Translate(Slot& slot, Vaddr va, std::mt19937_64& rng) {
   if (queued && rng() % 2 == 0) {
     constexpr uint64_t kL1Span = uint64_t{kEntriesPerTable} * kPageSize;
     const uint64_t start = va.value() & ~(kL1Span - 1);
-    const uint64_t end = std::min(start + kL1Span,
-                                  kWindowBase + options_.window_pages * kPageSize);
+    const uint64_t end = std::min(
+        start + kL1Span, kWindowBase + options_.window_pages * kPageSize);
     (void)mm_->UnmapRange(slot.id, Vaddr(start), (end - start) / kPageSize);
   }
   // Bounded: the pCPUs serve jobs before guest accesses, so the oldest is

@@ -161,7 +161,7 @@ struct GuestCpuStats {
   uint64_t accesses = 0;
   uint64_t tlb_hits = 0;
   uint64_t tlb_misses = 0;
-  uint64_t walks = 0;  // TLB misses walked, and Translate jobs.
+  uint64_t walks = 0;            // TLB misses walked, and Translate jobs.
   uint64_t translate_walks = 0;  // Of walks: Translate jobs.
   uint64_t psc_walks = 0;  // Walks that started from a PSC entry.
   uint64_t faults = 0;  // Not present, write-protected, or no base pointer.
@@ -233,8 +233,8 @@ class GuestCpu {
   void NoteViolation(ViolationKind kind, const Domain& domain, Mfn frame);
 
   std::atomic<uint64_t> accesses_{0}, hits_{0}, misses_{0}, walks_{0},
-      translate_walks_{0}, psc_walks_{0}, walk_retries_{0},
-      faults_{0}, switches_{0}, halts_{0}, existence_violations_{0},
+      translate_walks_{0}, psc_walks_{0}, walk_retries_{0}, faults_{0},
+      switches_{0}, halts_{0}, existence_violations_{0},
       coherence_violations_{0};
   std::atomic<uint64_t> pipe_[kPipeLen] = {};
   std::atomic<uint32_t> last_violation_domain_{0};

@@ -306,7 +306,7 @@ struct MaskProbe {
     auto* p = static_cast<MaskProbe*>(arg);
     if (point != WalkPoint::kTableReached) return;
     ++(p->domain->DirtyMask().Test(p->pcpu) ? p->walks_in_mask
-                                             : p->walks_outside);
+                                            : p->walks_outside);
   }
 };
 

@@ -22,17 +22,15 @@ absl::StatusOr<Translation> TranslateJob::Await(absl::Time deadline) {
     if (deadline == absl::InfiniteFuture()) {
       finished_cv_.Wait(&mu_);
     } else if (!finished_cv_.WaitUntil(&mu_, chrono_deadline) && !finished_) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("no pCPU walked 0x", absl::Hex(va_.value()),
-                       " for domain ", domain_->id().value(),
-                       " before the deadline"));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "no pCPU walked 0x", absl::Hex(va_.value()), " for domain ",
+          domain_->id().value(), " before the deadline"));
     }
   }
   if (cancelled_) {
-    return absl::CancelledError(
-        absl::StrCat("the pCPUs stopped before walking 0x",
-                     absl::Hex(va_.value()), " for domain ",
-                     domain_->id().value()));
+    return absl::CancelledError(absl::StrCat(
+        "the pCPUs stopped before walking 0x", absl::Hex(va_.value()),
+        " for domain ", domain_->id().value()));
   }
   return result_;
 }

@@ -37,8 +37,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "base/mutex.h"
 #include "assembly/flush_engine.h"
+#include "base/mutex.h"
 #include "flush/flush_policy.h"
 #include "guest/access_stream.h"
 #include "guest/guest_cpu.h"
@@ -137,8 +137,10 @@ class Host {
   // churn's Translate, which races the walk with its next updates). The
   // errors of Translate, except the deadline; the job's Await answers
   // kCancelled if the host shuts down first.
-  absl::StatusOr<std::shared_ptr<TranslateJob>> StartTranslate(
-      DomainId domain, VcpuId vcpu, Vaddr va, Access access);
+  absl::StatusOr<std::shared_ptr<TranslateJob>> StartTranslate(DomainId domain,
+                                                               VcpuId vcpu,
+                                                               Vaddr va,
+                                                               Access access);
 
   // Runs the guest access driver on the domain's vCPUs. kFailedPrecondition
   // if it already runs; kInvalidArgument for a bad config.

@@ -116,13 +116,13 @@ void Report(TortureRig& rig, const TortureOptions& o, double elapsed) {
               "walk-delay-ns=%lu retype-lag=%d\n",
               rig.PolicyLabel().c_str(), o.pcpus, o.domains, elapsed,
               (unsigned long)o.walk_delay_ns, o.retype_lag);
-  std::printf("walks: %lu (from the psc %lu, translate %lu)  tlb hits: %lu  "
-              "tlb misses: %lu  faults: %lu  vcpu switches: %lu\n",
-              (unsigned long)g.walks, (unsigned long)g.psc_walks,
-              (unsigned long)g.translate_walks,
-              (unsigned long)g.tlb_hits,
-              (unsigned long)g.tlb_misses, (unsigned long)g.faults,
-              (unsigned long)g.vcpu_switches);
+  std::printf(
+      "walks: %lu (from the psc %lu, translate %lu)  tlb hits: %lu  "
+      "tlb misses: %lu  faults: %lu  vcpu switches: %lu\n",
+      (unsigned long)g.walks, (unsigned long)g.psc_walks,
+      (unsigned long)g.translate_walks, (unsigned long)g.tlb_hits,
+      (unsigned long)g.tlb_misses, (unsigned long)g.faults,
+      (unsigned long)g.vcpu_switches);
   std::printf("flushes: ipi %lu  assisted %lu  ipis sent %lu  forced-ipi %lu  "
               "queue-full fallbacks %lu  pressure reclaims %lu\n",
               (unsigned long)f.ipi_flushes, (unsigned long)f.assisted_flushes,

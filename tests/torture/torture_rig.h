@@ -112,7 +112,7 @@ class TortureRig : private ChurnHost {
       DomainId domain, VcpuId vcpu, Vaddr va, Access access) override;
 
   const TortureOptions options_;
-  uint64_t walk_delay_ns_;       // The failpoints' arguments.
+  uint64_t walk_delay_ns_;  // The failpoints' arguments.
   uint64_t translate_delay_ns_;
   std::unique_ptr<MemoryManager> mm_;
   std::unique_ptr<FlushEngine> engine_;
