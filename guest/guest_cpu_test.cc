@@ -17,6 +17,14 @@ namespace {
 
 using ::hvmm::testing::MakeMemoryManager;
 
+// A workload whose vCPUs only read page 0.
+WorkloadConfig ReadsPage0() {
+  WorkloadConfig w;
+  w.ranges = {{Vaddr(0), 1}};
+  w.write_fraction = 0;
+  return w;
+}
+
 // Guest options with `accesses` per time slice and the rest by default.
 GuestCpu::Options Slices(uint32_t accesses) {
   GuestCpu::Options options;
@@ -114,9 +122,7 @@ class HandDrivenGuest {
         domain_(mm_->CreateDomain({"a", 1, 256}).value()),
         pcpu_(PcpuId(0), &clock_, Tlb::Options()) {
     HVMM_CHECK(mm_->MapRange(domain_, Vaddr(0), 1, true).ok());
-    WorkloadConfig w;
-    w.ranges = {{Vaddr(0), 1}};
-    w.write_fraction = 0;
+    const WorkloadConfig w = ReadsPage0();
     run_queue_.AddDomain(mm_->FindDomain(domain_), w, 1);
     guest_ = std::make_unique<GuestCpu>(&mm_->frame_table(), &run_queue_,
                                         Slices(1000));
@@ -231,9 +237,7 @@ TEST(GuestCpuTest, SwitchingDomainsMovesThePcpuBetweenDirtyMasks) {
   auto mm = MakeMemoryManager(1024);
   const DomainId a = mm->CreateDomain({"a", 1, 256}).value();
   const DomainId b = mm->CreateDomain({"b", 1, 256}).value();
-  WorkloadConfig w;
-  w.ranges = {{Vaddr(0), 1}};
-  w.write_fraction = 0;
+  const WorkloadConfig w = ReadsPage0();
   for (DomainId d : {a, b}) {
     ASSERT_TRUE(mm->MapRange(d, Vaddr(0), 1, true).ok());
   }
@@ -279,9 +283,7 @@ TEST(GuestCpuTest, SwitchingToAVcpuOnAnotherRootDropsTheDomainsTranslations) {
                       .ok());
       ASSERT_TRUE(mm->SetBasePointer(a, VcpuId(1), f[0]).ok());
     }
-    WorkloadConfig w;
-    w.ranges = {{Vaddr(0), 1}};
-    w.write_fraction = 0;
+    const WorkloadConfig w = ReadsPage0();
     VcpuRunQueue run_queue;
     run_queue.AddDomain(mm->FindDomain(a), w, 1);
     TlbClock clock;
@@ -353,9 +355,7 @@ TEST(GuestCpuTest, ATranslateKeepsTheMarkOfAVcpuOfTheSameDomain) {
   auto mm = MakeMemoryManager(1024);
   const DomainId a = mm->CreateDomain({"a", 1, 256}).value();
   ASSERT_TRUE(mm->MapRange(a, Vaddr(0), 1, true).ok());
-  WorkloadConfig w;
-  w.ranges = {{Vaddr(0), 1}};
-  w.write_fraction = 0;
+  const WorkloadConfig w = ReadsPage0();
   VcpuRunQueue run_queue;
   run_queue.AddDomain(mm->FindDomain(a), w, 1);
   TranslateQueue queue;
